@@ -1,0 +1,148 @@
+// Package graph holds the build graph the frontend produces and the solver walks: stages and their
+// fully expanded steps. It does no I/O, so both sides can be tested without a filesystem.
+package graph
+
+import (
+	"strconv"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Build is what the frontend hands the solver: only the stages the target needs, in an order where
+// every stage comes after the stages it reads from.
+type Build struct {
+	Stages   []*Stage
+	Target   *Stage
+	Platform ocispec.Platform
+}
+
+// Stage is one FROM block.
+type Stage struct {
+	Index int    // position in the Dockerfile (0-based), as `--from=0` names it
+	Name  string // lower-cased AS name, or "" when unnamed
+	Base  Base
+	Steps []*Step
+	// Config is the image config after the last step (base image config included). The solver adds
+	// the layer-dependent parts (rootfs, history, created time) as it runs.
+	Config dockerspec.DockerOCIImageConfig
+	Deps   []*Stage // stages this one reads (base, COPY --from, RUN --mount from)
+}
+
+// DisplayName is how progress names the stage: its name, or "stage-N".
+func (s *Stage) DisplayName() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return "stage-" + strconv.Itoa(s.Index)
+}
+
+// Base is where a stage starts: an image, an earlier stage, or nothing.
+type Base struct {
+	Scratch bool
+	Stage   *Stage
+	Image   string // reference as written after ARG expansion, e.g. "127.0.0.1:5000/busybox:latest"
+	// Digest and Config are filled in by the frontend's resolver: the manifest digest the image
+	// reference resolved to, and its config, so ENV/WORKDIR/ONBUILD of the base are honoured.
+	Digest string
+	Config dockerspec.DockerOCIImage
+	Line   int
+	Text   string // the FROM instruction as written, for progress
+}
+
+// Kind says what a step does to the filesystem.
+type Kind string
+
+const (
+	KindRun     Kind = "RUN"
+	KindCopy    Kind = "COPY"
+	KindAdd     Kind = "ADD"
+	KindWorkdir Kind = "WORKDIR" // creates the directory; usually an empty layer
+	KindMeta    Kind = "META"    // ENV, LABEL, USER, CMD…: changes the config only
+)
+
+// Step is one instruction, fully expanded: it carries everything that affects its result, so the
+// solver's cache key can be computed from the step and its inputs alone.
+type Step struct {
+	Stage *Stage
+	Pos   int    // 1-based position within the stage (FROM is 0)
+	Line  int    // first Dockerfile line of the instruction
+	Text  string // instruction as displayed in progress, e.g. "RUN npm ci"
+	Kind  Kind
+
+	Run     *RunOp
+	Copy    *CopyOp
+	Workdir string // KindWorkdir: absolute directory to create
+
+	// State the step runs in (after ENV/USER/WORKDIR before it).
+	Env  []string
+	User string
+	Dir  string
+
+	// CreatedBy is the image history entry, shaped like BuildKit's ("RUN /bin/sh -c make # buildkit").
+	CreatedBy string
+}
+
+// RunOp is a RUN instruction after shell-form wrapping and heredoc handling.
+type RunOp struct {
+	Args     []string
+	Env      []string // effective env: image ENV plus build args in scope, KEY=VALUE
+	User     string
+	Cwd      string
+	Network  string // "default", "none" or "host"
+	Security string // "sandbox" or "insecure"
+	Mounts   []*Mount
+	// Files are heredoc bodies the command reads, written into a tmpfs before it runs.
+	Files []InlineFile
+}
+
+// Mount is a RUN --mount.
+type Mount struct {
+	Type     string // bind, cache, tmpfs, secret, ssh
+	Target   string
+	Source   string
+	From     *Source // bind/cache: where Source is read from; nil = build context (bind) or empty (cache)
+	ID       string  // cache/secret id
+	Sharing  string  // shared, private, locked
+	ReadOnly bool
+	Mode     *uint32
+	UID, GID *int
+	Size     int64 // tmpfs bytes, 0 = default
+	Required bool
+	Env      string // secret: expose as env var
+}
+
+// Source names where COPY/ADD/--mount read from.
+type Source struct {
+	Context string // "" = main build context; otherwise a named --build-context
+	Stage   *Stage
+	Image   string // COPY --from=image:tag
+}
+
+// IsContext reports whether the source is a context directory rather than a stage or image.
+func (s Source) IsContext() bool { return s.Stage == nil && s.Image == "" }
+
+// CopyOp is COPY or ADD.
+type CopyOp struct {
+	From     Source
+	Srcs     []string // as written (after ARG/ENV expansion); relative to the source root
+	URLs     []string // ADD https://…
+	Checksum string   // ADD --checksum
+	Files    []InlineFile
+	Dest     string // as written, expanded; relative dests are resolved against Dir by the copier
+	Chown    string
+	Chmod    string
+	Link     bool
+	Parents  bool
+	Excludes []string
+	Unpack   bool // ADD: local tar archives are extracted
+	KeepGit  bool
+}
+
+// InlineFile is a heredoc body.
+type InlineFile struct {
+	Name   string
+	Data   string
+	Chomp  bool
+	Expand bool
+}
