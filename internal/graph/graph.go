@@ -27,6 +27,12 @@ type Stage struct {
 	// the layer-dependent parts (rootfs, history, created time) as it runs.
 	Config dockerspec.DockerOCIImageConfig
 	Deps   []*Stage // stages this one reads (base, COPY --from, RUN --mount from)
+	// Author is the image author (base image's, or MAINTAINER's); it lives outside Config in the
+	// image spec.
+	Author string
+	// Total is BuildKit's progress denominator for the stage: RUN/COPY/ADD/WORKDIR steps (ONBUILD
+	// triggers included) plus 1 when FROM pulls an image, which progress shows as [1/Total].
+	Total int
 }
 
 // DisplayName is how progress names the stage: its name, or "stage-N".
@@ -46,8 +52,12 @@ type Base struct {
 	// reference resolved to, and its config, so ENV/WORKDIR/ONBUILD of the base are honoured.
 	Digest string
 	Config dockerspec.DockerOCIImage
-	Line   int
-	Text   string // the FROM instruction as written, for progress
+	// Context, when set, names a --build-context directory that replaces the stage entirely
+	// (FROM or stage name overridden by a local named context): the stage's filesystem is that
+	// directory's contents and it has no steps.
+	Context string
+	Line    int
+	Text    string // the FROM instruction as written, for progress
 }
 
 // Kind says what a step does to the filesystem.
@@ -65,10 +75,13 @@ const (
 // solver's cache key can be computed from the step and its inputs alone.
 type Step struct {
 	Stage *Stage
-	Pos   int    // 1-based position within the stage (FROM is 0)
-	Line  int    // first Dockerfile line of the instruction
-	Text  string // instruction as displayed in progress, e.g. "RUN npm ci"
-	Kind  Kind
+	// Pos is the step's number in BuildKit's "[stage i/n]" progress (n = Stage.Total): only
+	// RUN/COPY/ADD/WORKDIR are counted, and an image FROM takes [1/n], so the first step after
+	// it is 2. KindMeta steps carry 0: BuildKit does not show them.
+	Pos  int
+	Line int    // first Dockerfile line of the instruction
+	Text string // instruction as displayed in progress, e.g. "RUN npm ci"
+	Kind Kind
 
 	Run     *RunOp
 	Copy    *CopyOp
@@ -80,6 +93,7 @@ type Step struct {
 	Dir  string
 
 	// CreatedBy is the image history entry, shaped like BuildKit's ("RUN /bin/sh -c make # buildkit").
+	// Empty means no history entry (BuildKit records none for ONBUILD).
 	CreatedBy string
 }
 
@@ -92,6 +106,9 @@ type RunOp struct {
 	Network  string // "default", "none" or "host"
 	Security string // "sandbox" or "insecure"
 	Mounts   []*Mount
+	// ProxyEnv holds HTTP_PROXY-style build args (KEY=VALUE, sorted). They are set in the
+	// container but, as in BuildKit, belong in neither the cache key nor the history.
+	ProxyEnv []string
 	// Files are heredoc bodies the command reads, written into a tmpfs before it runs.
 	Files []InlineFile
 }
@@ -117,6 +134,7 @@ type Source struct {
 	Context string // "" = main build context; otherwise a named --build-context
 	Stage   *Stage
 	Image   string // COPY --from=image:tag
+	Digest  string // manifest digest Image resolved to (filled by the frontend's resolver)
 }
 
 // IsContext reports whether the source is a context directory rather than a stage or image.
@@ -139,10 +157,12 @@ type CopyOp struct {
 	KeepGit  bool
 }
 
-// InlineFile is a heredoc body.
+// InlineFile is a heredoc body. Data is final: chomping (<<-) and variable expansion have
+// already been applied; Chomp and Expand only record how the heredoc was written.
 type InlineFile struct {
-	Name   string
+	Name   string // RUN: absolute path to write (e.g. /dev/pipes/EOF); COPY: file name
 	Data   string
 	Chomp  bool
 	Expand bool
+	Mode   uint32 // 0 means 0644
 }

@@ -1,0 +1,462 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/registry"
+	"github.com/strata-build/strata/internal/solver"
+	"github.com/strata-build/strata/internal/store"
+)
+
+type buildOpts struct {
+	file          string
+	tags          []string
+	buildArgs     []string
+	target        string
+	platform      string
+	labels        []string
+	noCache       bool
+	noCacheFilter []string
+	pull          bool
+	progress      string
+	outputs       []string
+	push          bool
+	load          bool
+	iidfile       string
+	metadataFile  string
+	buildContexts []string
+	secrets       []string
+	allow         []string
+	network       string
+	runtime       string
+	compression   string
+	insecure      []string
+	mirrors       []string
+	contextPerms  string
+}
+
+func newBuildCmd(g *globalOpts) *cobra.Command {
+	o := &buildOpts{}
+	cmd := &cobra.Command{
+		Use:   "build [OPTIONS] CONTEXT",
+		Short: "Build an image from a Dockerfile",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(cmd, g, o, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.file, "file", "f", "", "Dockerfile path (default CONTEXT/Dockerfile; - reads stdin)")
+	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name and optionally a tag (name:tag); repeatable")
+	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes it from the environment)")
+	f.StringVar(&o.target, "target", "", "build this stage")
+	f.StringVar(&o.platform, "platform", "", "target platform (only linux/amd64)")
+	f.StringArrayVar(&o.labels, "label", nil, "image label KEY=VALUE")
+	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache")
+	f.StringSliceVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for these stages")
+	f.BoolVar(&o.pull, "pull", false, "resolve base image tags again")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, quiet")
+	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=image|oci|docker|registry|local[,dest=…][,tar=false]")
+	f.BoolVar(&o.push, "push", false, "push the image to its registry (same as -o type=registry)")
+	f.BoolVar(&o.load, "load", false, "keep the image in the local store (the default)")
+	f.StringVar(&o.iidfile, "iidfile", "", "write the image manifest digest to this file")
+	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
+	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra context NAME=DIR|docker-image://REF|oci-layout://PATH")
+	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+	f.StringArrayVar(&o.allow, "allow", nil, "extra privileges: security.insecure")
+	f.StringVar(&o.network, "network", "default", "network for RUN: default (host), host, none")
+	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for RUN (runc or crun)")
+	f.StringVar(&o.compression, "compression", "gzip", "layer compression: gzip or zstd")
+	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "registry host allowed over plain HTTP (loopback always is)")
+	f.StringArrayVar(&o.mirrors, "registry-mirror", nil, "mirror for docker.io")
+	f.StringVar(&o.contextPerms, "context-perms", "keep", "context file permissions in keys and layers: keep, or normalize (0644/0755 like git)")
+	return cmd
+}
+
+// output is one -o request.
+type output struct {
+	typ   string
+	dest  string
+	tar   bool
+	attrs map[string]string
+}
+
+func parseOutputs(specs []string, push bool) ([]output, error) {
+	var outs []output
+	for _, s := range specs {
+		o := output{tar: true, attrs: map[string]string{}}
+		if !strings.Contains(s, "=") {
+			// buildx: a bare path means a local directory, "-" a tar on stdout.
+			o.typ, o.dest = "local", s
+			outs = append(outs, o)
+			continue
+		}
+		for _, kv := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return nil, fmt.Errorf("--output %q: %q is not KEY=VALUE", s, kv)
+			}
+			switch k {
+			case "type":
+				o.typ = v
+			case "dest":
+				o.dest = v
+			case "tar":
+				o.tar = v != "false"
+			default:
+				o.attrs[k] = v
+			}
+		}
+		switch o.typ {
+		case "oci", "docker", "local":
+			if o.dest == "" {
+				return nil, fmt.Errorf("--output %q: type=%s needs dest=PATH", s, o.typ)
+			}
+		case "registry", "image":
+			if o.attrs["push"] == "true" {
+				o.typ = "registry"
+			}
+		case "":
+			return nil, fmt.Errorf("--output %q: missing type= (image, oci, docker, registry, local)", s)
+		default:
+			return nil, fmt.Errorf("--output %q: unknown type %q (image, oci, docker, registry, local)", s, o.typ)
+		}
+		outs = append(outs, o)
+	}
+	if push {
+		outs = append(outs, output{typ: "registry"})
+	}
+	if len(outs) == 0 {
+		outs = append(outs, output{typ: "image"})
+	}
+	return outs, nil
+}
+
+func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string) (retErr error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stderr := cmd.ErrOrStderr()
+
+	var sink progress.Sink
+	switch o.progress {
+	case "auto", "plain", "tty", "":
+		sink = progress.NewPlain(stderr)
+	case "quiet":
+		sink = progress.Quiet{}
+	default:
+		return fmt.Errorf("--progress=%s: use auto, plain, tty or quiet", o.progress)
+	}
+	rec := progress.NewRecorder(sink)
+
+	platform := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	if o.platform != "" && o.platform != "linux/amd64" {
+		return fmt.Errorf("--platform=%s: only linux/amd64 is supported", o.platform)
+	}
+	if o.network != "default" && o.network != "host" && o.network != "none" {
+		return fmt.Errorf("--network=%s: use default, host or none", o.network)
+	}
+	if o.compression != "gzip" && o.compression != "zstd" {
+		return fmt.Errorf("--compression=%s: use gzip or zstd", o.compression)
+	}
+	if o.contextPerms != "keep" && o.contextPerms != "normalize" {
+		return fmt.Errorf("--context-perms=%s: use keep or normalize", o.contextPerms)
+	}
+	allowInsecure := false
+	for _, a := range o.allow {
+		if a != "security.insecure" {
+			return fmt.Errorf("--allow %s: only security.insecure is supported", a)
+		}
+		allowInsecure = true
+	}
+	outs, err := parseOutputs(o.outputs, o.push)
+	if err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if out.typ == "registry" && len(o.tags) == 0 {
+			return errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
+		}
+	}
+
+	contextDir, err := filepath.Abs(contextArg)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(contextDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("build context %s: not a directory", contextArg)
+	}
+	dfPath := o.file
+	var dfData []byte
+	if dfPath == "-" {
+		dfData, err = io.ReadAll(cmd.InOrStdin())
+		if err != nil {
+			return fmt.Errorf("read Dockerfile from stdin: %w", err)
+		}
+		dfPath = filepath.Join(contextDir, "Dockerfile")
+	} else {
+		if dfPath == "" {
+			dfPath = filepath.Join(contextDir, "Dockerfile")
+		}
+		dfData, err = os.ReadFile(dfPath)
+		if err != nil {
+			return fmt.Errorf("read Dockerfile: %w", err)
+		}
+	}
+	buildArgs, err := parseKVs(o.buildArgs, true, "--build-arg")
+	if err != nil {
+		return err
+	}
+	labels, err := parseKVs(o.labels, false, "--label")
+	if err != nil {
+		return err
+	}
+	secrets, err := parseSecrets(o.secrets)
+	if err != nil {
+		return err
+	}
+	named := map[string]string{}
+	namedDirs := map[string]string{}
+	for _, bc := range o.buildContexts {
+		k, v, ok := strings.Cut(bc, "=")
+		if !ok || k == "" || v == "" {
+			return fmt.Errorf("--build-context %q: use NAME=DIR|docker-image://REF|oci-layout://PATH", bc)
+		}
+		if !strings.Contains(v, "://") {
+			abs, err := filepath.Abs(v)
+			if err != nil {
+				return err
+			}
+			if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+				return fmt.Errorf("--build-context %s=%s: not a directory", k, v)
+			}
+			v = abs
+			namedDirs[strings.ToLower(k)] = abs
+		}
+		named[strings.ToLower(k)] = v
+	}
+
+	rootDir := g.root
+	if rootDir == "" {
+		rootDir = store.DefaultRoot()
+	}
+	if err := setupNamespace(); err != nil {
+		return err
+	}
+	st, err := store.Open(rootDir, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	runtimeCfg := executor.Config{Runtime: o.runtime, StateDir: filepath.Join(runStateDir, "runc")}
+	executor.Cleanup(runtimeCfg)
+
+	reg := registry.New(registry.Options{Insecure: o.insecure, Mirrors: append(o.mirrors, configMirrors()...), Platform: platform})
+	resolver := &solver.Resolver{Store: st, Registry: reg, Progress: rec, Pull: o.pull}
+
+	dfName := filepath.Base(dfPath)
+	defer func() {
+		if retErr != nil {
+			retErr = reportError(stderr, dfName, dfData, retErr)
+		}
+	}()
+	v := rec.Start("[internal] load build definition from " + dfName)
+	b, err := dockerfile.Parse(ctx, dockerfile.Options{
+		Dockerfile: dfData, Filename: dfName, BuildArgs: buildArgs, Target: o.target,
+		Platform: platform, Labels: labels, NamedContexts: named, Resolver: resolver,
+	})
+	if err != nil {
+		v.Fail(err)
+		return err
+	}
+	v.Done()
+
+	ignore, err := contenthash.ReadDockerignore(contextDir, dfPath)
+	if err != nil {
+		return err
+	}
+	scPath := st.StatCachePath(contextDir)
+	sc, _ := contenthash.LoadStatCache(scPath)
+
+	res, err := solver.Solve(ctx, b, solver.Options{
+		Store: st, Images: resolver, Progress: rec,
+		ContextDir: contextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
+		NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, NormalizePerms: o.contextPerms == "normalize",
+		Runtime: runtimeCfg, Network: o.network, Secrets: secrets, AllowInsecure: allowInsecure,
+		Compression: o.compression, Position: dfPath + "|" + o.target,
+	})
+	if sc != nil {
+		if err := sc.Save(scPath); err != nil {
+			fmt.Fprintf(stderr, "warning: stat cache not saved: %v\n", err)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := exportAll(ctx, rec, st, reg, res, outs, o.tags); err != nil {
+		return err
+	}
+	if o.iidfile != "" {
+		if err := os.WriteFile(o.iidfile, []byte(res.Image.Manifest.Digest.String()), 0o644); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	if o.metadataFile != "" {
+		md := map[string]any{
+			"containerimage.digest":        res.Image.Manifest.Digest.String(),
+			"containerimage.config.digest": res.Image.Config.Digest.String(),
+			"containerimage.descriptor":    res.Image.Manifest,
+		}
+		if len(o.tags) > 0 {
+			md["image.name"] = strings.Join(o.tags, ",")
+		}
+		data, _ := json.MarshalIndent(md, "", "  ")
+		if err := os.WriteFile(o.metadataFile, data, 0o644); err != nil {
+			return fmt.Errorf("--metadata-file: %w", err)
+		}
+	}
+	return nil
+}
+
+func parseKVs(list []string, fromEnv bool, flag string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, fmt.Errorf("%s %q: use KEY=VALUE", flag, kv)
+		}
+		if !ok {
+			if !fromEnv {
+				return nil, fmt.Errorf("%s %q: use KEY=VALUE", flag, kv)
+			}
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue // buildx skips unset variables
+			}
+			v = ev
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func parseSecrets(list []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, s := range list {
+		attrs := map[string]string{}
+		for _, kv := range strings.Split(s, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			attrs[k] = v
+		}
+		id := attrs["id"]
+		if id == "" {
+			return nil, fmt.Errorf("--secret %q: missing id=", s)
+		}
+		switch {
+		case attrs["src"] != "" || attrs["source"] != "":
+			p := attrs["src"]
+			if p == "" {
+				p = attrs["source"]
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
+			}
+			out[id] = data
+		case attrs["env"] != "":
+			v, ok := os.LookupEnv(attrs["env"])
+			if !ok {
+				return nil, fmt.Errorf("--secret id=%s: environment variable %s is not set", id, attrs["env"])
+			}
+			out[id] = []byte(v)
+		default:
+			// buildx: id alone reads the env var of the same name.
+			v, ok := os.LookupEnv(id)
+			if !ok {
+				return nil, fmt.Errorf("--secret %q: give src=FILE or env=VAR", s)
+			}
+			out[id] = []byte(v)
+		}
+	}
+	return out, nil
+}
+
+// configMirrors reads docker.io mirrors from $STRATA_CONFIG or /etc/strata/config.json
+// ({"registry-mirrors": ["https://mirror.example"]}, the same key as Docker's daemon.json).
+func configMirrors() []string {
+	p := os.Getenv("STRATA_CONFIG")
+	if p == "" {
+		p = "/etc/strata/config.json"
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	var c struct {
+		Mirrors []string `json:"registry-mirrors"`
+	}
+	if json.Unmarshal(data, &c) != nil {
+		return nil
+	}
+	return c.Mirrors
+}
+
+// reportError prints the error last, with the Dockerfile lines it concerns, and turns it into an
+// exit code so main does not print it again.
+func reportError(w io.Writer, name string, df []byte, err error) error {
+	line := 0
+	var se *solver.StepError
+	var fe *dockerfile.Error
+	switch {
+	case errors.As(err, &se):
+		line = se.Line
+	case errors.As(err, &fe):
+		line = fe.Line
+	}
+	msg := err.Error()
+	if line > 0 && !strings.HasPrefix(msg, name+":") {
+		msg = fmt.Sprintf("%s:%d: %s", name, line, msg)
+	}
+	fmt.Fprintf(w, "\nERROR: %s\n", msg)
+	if line > 0 {
+		lines := strings.Split(string(df), "\n")
+		if line <= len(lines) {
+			fmt.Fprintln(w, "--------------------")
+			for i := max(1, line-2); i <= min(len(lines), line+1); i++ {
+				mark := "  "
+				if i == line {
+					mark = ">>>"
+				}
+				fmt.Fprintf(w, " %3d | %s %s\n", i, mark, lines[i-1])
+			}
+			fmt.Fprintln(w, "--------------------")
+		}
+	}
+	return &exitError{code: 1}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -1,0 +1,58 @@
+// Command strata builds Dockerfiles into OCI images without a daemon.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at link time (-ldflags "-X main.version=…").
+var version = "0.1.0-dev"
+
+type globalOpts struct {
+	root string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "build" {
+		if handled, code := reexecInNamespace(); handled {
+			os.Exit(code)
+		}
+	}
+	g := &globalOpts{}
+	root := &cobra.Command{
+		Use:           "strata",
+		Short:         "Build Dockerfiles into OCI images, without a daemon, cache first",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.root, "root", "", "store directory (default /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise; STRATA_ROOT overrides)")
+	root.AddCommand(newBuildCmd(g), newImagesCmd(g), newRmiCmd(g), newDuCmd(g), newPruneCmd(g), newVersionCmd())
+	if err := root.Execute(); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "ERROR:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries an exit code for errors already printed.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the strata version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "strata %s\n", version)
+		},
+	}
+}

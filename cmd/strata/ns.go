@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsEnv marks the re-executed child that already runs in its own namespaces.
+const nsEnv = "STRATA_IN_NAMESPACE"
+
+// runStateDir is where runc keeps container state; inside our namespace it is a private tmpfs.
+const runStateDir = "/run/strata"
+
+// reexecInNamespace runs this same command line as PID 1 of a new PID and mount namespace. Every
+// overlay mount and runc container of the build lives and dies with that namespace, so even a
+// SIGKILL of strata leaves no mount, no container process and no runc state behind.
+func reexecInNamespace() (handled bool, code int) {
+	if os.Getenv(nsEnv) != "" || os.Geteuid() != 0 {
+		return false, 0
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return false, 0
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), nsEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	// Pdeathsig fires when the forking thread exits, so keep this goroutine on one thread.
+	runtime.LockOSThread()
+	if err := cmd.Start(); err != nil {
+		runtime.UnlockOSThread()
+		// Kernels or sandboxes without namespace support: run in place.
+		return false, 0
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return true, 128 + int(ws.Signal())
+		}
+		return true, ee.ExitCode()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ERROR:", err)
+		return true, 1
+	}
+	return true, 0
+}
+
+// setupNamespace makes our mounts private and gives runc a state dir that vanishes with us.
+func setupNamespace() error {
+	if os.Getenv(nsEnv) == "" {
+		return os.MkdirAll(runStateDir, 0o700)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := os.MkdirAll(runStateDir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", runStateDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
+		return fmt.Errorf("mount runc state dir: %w", err)
+	}
+	return nil
+}

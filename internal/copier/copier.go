@@ -1,0 +1,581 @@
+// Package copier performs COPY/ADD: it writes a contenthash.Selection into the writable root of
+// the parent filesystem with Docker/BuildKit semantics, resolving every destination path inside
+// that root the way the container will see it.
+package copier
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/strata-build/strata/internal/contenthash"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Owner is a numeric uid/gid pair, already resolved against the image's passwd/group files.
+type Owner struct{ UID, GID int }
+
+// Options are the COPY/ADD flags that change what gets written.
+type Options struct {
+	Chown       *Owner       // nil = keep source owner for stage sources; 0:0 for context sources
+	Chmod       *fs.FileMode // applies to files and dirs copied (BuildKit --chmod semantics)
+	Parents     bool         // COPY --parents
+	Workdir     string       // for a relative dest
+	Unpack      bool         // ADD: extract local tar archives (detected by content)
+	FromContext bool         // source is a context dir: owner defaults to 0:0
+	// Timestamp is the mtime given to directories the copy has to create and to heredoc files;
+	// nil means now, as BuildKit does. The solver sets it for reproducible layers.
+	Timestamp *time.Time
+}
+
+const defaultDirMode = 0o755
+
+type copier struct {
+	root    *os.Root
+	srcRoot string
+	sel     *contenthash.Selection
+	opts    Options
+	now     time.Time
+
+	dirs  map[string]string // (base, path) key → resolved dir, so each parent is resolved once
+	times map[string]time.Time
+}
+
+// Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
+func Copy(srcRoot string, sel *contenthash.Selection, destRoot, dest string, opts Options) error {
+	c, err := newCopier(destRoot, opts)
+	if err != nil {
+		return err
+	}
+	defer c.root.Close()
+	c.srcRoot, c.sel = srcRoot, sel
+
+	destPath, destIsDir := normDest(dest, opts.Workdir)
+	// Several matches (several sources, or a wildcard that matched several entries) can only go
+	// into a directory; BuildKit would otherwise let the last file win.
+	if len(sel.Matches) > 1 || opts.Parents {
+		destIsDir = true
+	}
+	for _, m := range sel.Matches {
+		if err := c.copyMatch(m, destPath, destIsDir); err != nil {
+			return fmt.Errorf("copy %q to %q: %w", m.Path, dest, err)
+		}
+	}
+	return c.finish()
+}
+
+func newCopier(destRoot string, opts Options) (*copier, error) {
+	// Every write goes through os.Root, so even a bug in our own symlink resolution cannot make a
+	// write land outside destRoot: the kernel-level check is the backstop.
+	r, err := os.OpenRoot(destRoot)
+	if err != nil {
+		return nil, fmt.Errorf("open destination root: %w", err)
+	}
+	now := time.Now()
+	if opts.Timestamp != nil {
+		now = *opts.Timestamp
+	}
+	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}}, nil
+}
+
+// normDest makes dest relative to the destination root and reports whether it names a directory.
+func normDest(dest, workdir string) (string, bool) {
+	isDir := dest == "" || dest == "." || strings.HasSuffix(dest, "/") || strings.HasSuffix(dest, "/.")
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", workdir, dest)
+	}
+	p := strings.TrimPrefix(path.Clean(dest), "/")
+	if p == "" {
+		return ".", true
+	}
+	return p, isDir
+}
+
+func (c *copier) copyMatch(m contenthash.Match, destPath string, destIsDir bool) error {
+	files := c.sel.Under(m.Target)
+	if len(files) == 0 && m.Target != "." {
+		return fmt.Errorf("%q is not in the selection", m.Target)
+	}
+	if c.opts.Unpack && !m.IsDir {
+		ok, err := c.unpack(m.Target, destPath)
+		if err != nil || ok {
+			return err
+		}
+	}
+	if c.opts.Parents {
+		return c.copyParents(m, files, destPath)
+	}
+	if m.IsDir {
+		if _, err := c.dir(".", destPath); err != nil {
+			return err
+		}
+		return c.putTree(m.Target, files, destPath)
+	}
+	target := destPath
+	if destIsDir {
+		target = path.Join(destPath, path.Base(m.Path))
+	} else if r, err := c.resolve(".", destPath); err == nil {
+		if fi, err := c.root.Lstat(r); err == nil && fi.IsDir() {
+			target = path.Join(destPath, path.Base(m.Path))
+		}
+	}
+	return c.put(files[0], target)
+}
+
+// copyParents implements COPY --parents: the source path (after an optional "/./" pivot) is
+// recreated under dest, ancestors included with their own metadata, as BuildKit does.
+func (c *copier) copyParents(m contenthash.Match, files []contenthash.File, destPath string) error {
+	rel, srcBase := m.Target, ""
+	if parent, _, ok := strings.Cut(m.Pattern, "/./"); ok {
+		p := path.Clean(strings.TrimLeft(parent, "/"))
+		if p != "." {
+			if !strings.HasPrefix(rel, p+"/") {
+				return fmt.Errorf("pivot %q does not prefix %q", p, rel)
+			}
+			rel, srcBase = strings.TrimPrefix(rel, p+"/"), p
+		}
+	}
+	if rel == "." {
+		return c.putTree(m.Target, files, destPath)
+	}
+	parts := strings.Split(rel, "/")
+	for i := 1; i < len(parts); i++ {
+		anc := path.Join(srcBase, strings.Join(parts[:i], "/"))
+		f, ok := c.lookup(anc)
+		if !ok {
+			f = contenthash.File{Path: anc, Mode: fs.ModeDir | defaultDirMode}
+		}
+		if err := c.put(f, path.Join(destPath, strings.Join(parts[:i], "/"))); err != nil {
+			return err
+		}
+	}
+	target := path.Join(destPath, rel)
+	if err := c.put(files[0], target); err != nil {
+		return err
+	}
+	if m.IsDir {
+		return c.putTree(m.Target, files, target)
+	}
+	return nil
+}
+
+func (c *copier) lookup(p string) (contenthash.File, bool) {
+	fs := c.sel.Under(p)
+	if len(fs) > 0 && fs[0].Path == p {
+		return fs[0], true
+	}
+	return contenthash.File{}, false
+}
+
+// putTree copies the contents of the directory srcDir (not the directory itself: BuildKit copies
+// a directory source's contents) to destDir.
+func (c *copier) putTree(srcDir string, files []contenthash.File, destDir string) error {
+	for _, f := range files {
+		if f.Path == srcDir {
+			continue
+		}
+		rel := f.Path
+		if srcDir != "." {
+			rel = strings.TrimPrefix(f.Path, srcDir+"/")
+		}
+		if err := c.put(f, path.Join(destDir, rel)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *copier) owner(f contenthash.File) (int, int) {
+	switch {
+	case c.opts.Chown != nil:
+		return c.opts.Chown.UID, c.opts.Chown.GID
+	case c.opts.FromContext:
+		return 0, 0
+	default:
+		return f.UID, f.GID
+	}
+}
+
+func (c *copier) defaultOwner() (int, int) {
+	if c.opts.Chown != nil {
+		return c.opts.Chown.UID, c.opts.Chown.GID
+	}
+	return 0, 0
+}
+
+// put creates one entry at target (root-relative) from the source file f.
+func (c *copier) put(f contenthash.File, target string) error {
+	parent, err := c.dir(".", path.Dir(target))
+	if err != nil {
+		return err
+	}
+	full := path.Join(parent, path.Base(target))
+	src := filepath.Join(c.srcRoot, filepath.FromSlash(f.Path))
+	sfi, err := os.Lstat(src)
+	if err != nil {
+		return fmt.Errorf("stat source %q: %w", f.Path, err)
+	}
+	// The selection's checksum is the cache key: copying anything else would store a layer under
+	// a key that does not describe it.
+	if sfi.Mode().Type() != f.Mode.Type() {
+		return fmt.Errorf("source %q changed type since it was checksummed", f.Path)
+	}
+	existing, err := c.root.Lstat(full)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("stat %q: %w", full, err)
+	}
+	uid, gid := c.owner(f)
+	mode := f.Mode
+	if c.opts.Chmod != nil {
+		mode = f.Mode.Type() | *c.opts.Chmod
+	}
+
+	if f.Mode.IsDir() {
+		switch {
+		case existing == nil:
+			if err := c.root.Mkdir(full, 0o700); err != nil {
+				return fmt.Errorf("create directory %q: %w", full, err)
+			}
+		case existing.IsDir():
+			// BuildKit merges into an existing directory and keeps its metadata.
+			c.dirs[dirKey(".", target)] = full
+			c.keepTime(full, existing)
+			return nil
+		case existing.Mode()&fs.ModeSymlink != 0:
+			r, err := c.dir(".", target)
+			if err != nil {
+				return err
+			}
+			c.dirs[dirKey(".", target)] = r
+			return nil
+		default:
+			return fmt.Errorf("cannot copy directory over non-directory %q", full)
+		}
+		c.dirs[dirKey(".", target)] = full
+		c.times[full] = sfi.ModTime()
+		return c.meta(full, mode, uid, gid)
+	}
+
+	if existing != nil {
+		if existing.IsDir() {
+			return fmt.Errorf("cannot overwrite directory %q with non-directory", full)
+		}
+		if err := c.root.Remove(full); err != nil {
+			return fmt.Errorf("replace %q: %w", full, err)
+		}
+	}
+	switch t := f.Mode.Type(); {
+	case t == 0:
+		if err := c.copyContent(src, f, full); err != nil {
+			return err
+		}
+	case t == fs.ModeSymlink:
+		if err := c.root.Symlink(f.Link, full); err != nil {
+			return fmt.Errorf("create symlink %q: %w", full, err)
+		}
+		if err := c.root.Lchown(full, uid, gid); err != nil {
+			return fmt.Errorf("chown %q: %w", full, err)
+		}
+		return c.lutimes(parent, path.Base(target), sfi.ModTime())
+	case t&fs.ModeSocket != 0:
+		return nil // a socket cannot be recreated meaningfully; Docker skips them too
+	default:
+		var dev uint64
+		if st, ok := sfi.Sys().(*syscall.Stat_t); ok {
+			dev = st.Rdev
+		}
+		if err := c.mknod(parent, path.Base(target), f.Mode, dev); err != nil {
+			return err
+		}
+	}
+	if err := c.meta(full, mode, uid, gid); err != nil {
+		return err
+	}
+	if err := c.root.Chtimes(full, sfi.ModTime(), sfi.ModTime()); err != nil {
+		return fmt.Errorf("set times on %q: %w", full, err)
+	}
+	return nil
+}
+
+func (c *copier) copyContent(src string, f contenthash.File, full string) error {
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("open source %q: %w", f.Path, err)
+	}
+	defer in.Close()
+	out, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %q: %w", full, err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %q: %w", full, err)
+	}
+	if f.Digest != "" && digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != f.Digest {
+		return fmt.Errorf("source %q changed since it was checksummed", f.Path)
+	}
+	return nil
+}
+
+// meta applies owner then mode: chown clears setuid/setgid, so the order matters.
+func (c *copier) meta(full string, mode fs.FileMode, uid, gid int) error {
+	if err := c.root.Lchown(full, uid, gid); err != nil {
+		return fmt.Errorf("chown %q: %w", full, err)
+	}
+	if err := c.root.Chmod(full, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return fmt.Errorf("chmod %q: %w", full, err)
+	}
+	return nil
+}
+
+// keepTime remembers an existing directory's mtime so it can be restored after entries are added
+// to it, as BuildKit does: the layer then only records real metadata changes.
+func (c *copier) keepTime(full string, fi fs.FileInfo) {
+	if _, ok := c.times[full]; !ok {
+		c.times[full] = fi.ModTime()
+	}
+}
+
+func (c *copier) finish() error {
+	// Deepest first is not needed for correctness (changing a child's times does not touch its
+	// parent), but sorting makes the order deterministic.
+	keys := make([]string, 0, len(c.times))
+	for k := range c.times {
+		keys = append(keys, k)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(keys)))
+	for _, k := range keys {
+		if err := c.root.Chtimes(k, c.times[k], c.times[k]); err != nil {
+			return fmt.Errorf("set times on %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func dirKey(base, p string) string { return base + "\x00" + p }
+
+// dir returns the real (symlink-free) location of directory p, resolving symlinks as a process
+// chrooted at base would and creating missing directories (0755, default owner).
+func (c *copier) dir(base, p string) (string, error) {
+	p = path.Clean(p)
+	if p == "." || p == "/" {
+		if base == "." {
+			return ".", nil
+		}
+		return base, nil
+	}
+	key := dirKey(base, p)
+	if r, ok := c.dirs[key]; ok {
+		return r, nil
+	}
+	parent, err := c.dir(base, path.Dir(p))
+	if err != nil {
+		return "", err
+	}
+	full := path.Join(parent, path.Base(p))
+	fi, err := c.root.Lstat(full)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := c.root.Mkdir(full, defaultDirMode); err != nil {
+			return "", fmt.Errorf("create directory %q: %w", full, err)
+		}
+		uid, gid := c.defaultOwner()
+		if err := c.meta(full, fs.ModeDir|defaultDirMode, uid, gid); err != nil {
+			return "", err
+		}
+		c.times[full] = c.now
+	case err != nil:
+		return "", fmt.Errorf("stat %q: %w", full, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		r, err := c.resolve(base, full)
+		if err != nil {
+			return "", err
+		}
+		if full, err = c.dir(base, relTo(base, r)); err != nil {
+			return "", err
+		}
+	case fi.IsDir():
+		c.keepTime(full, fi)
+	default:
+		return "", fmt.Errorf("%q: %w", full, syscall.ENOTDIR)
+	}
+	c.dirs[key] = full
+	return full, nil
+}
+
+func relTo(base, p string) string {
+	if base == "." {
+		return p
+	}
+	if p == base {
+		return "."
+	}
+	return strings.TrimPrefix(p, base+"/")
+}
+
+// resolve follows every symlink in p (root-relative, under base) as a process chrooted at base
+// would: absolute targets restart at base and ".." stops there. Missing components are kept
+// lexically. The result is root-relative.
+func (c *copier) resolve(base, p string) (string, error) {
+	var out []string
+	if base != "." {
+		p = relTo(base, p)
+	}
+	todo := strings.Split(p, "/")
+	hops := 0
+	join := func(extra ...string) string {
+		parts := append(append([]string{base}, out...), extra...)
+		return path.Join(parts...)
+	}
+	for len(todo) > 0 {
+		comp := todo[0]
+		todo = todo[1:]
+		switch comp {
+		case "", ".":
+			continue
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			continue
+		}
+		cur := join(comp)
+		fi, err := c.root.Lstat(cur)
+		if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			if hops++; hops > 255 {
+				return "", fmt.Errorf("%q: %w", p, syscall.ELOOP)
+			}
+			t, err := c.root.Readlink(cur)
+			if err != nil {
+				return "", fmt.Errorf("read link %q: %w", cur, err)
+			}
+			if strings.HasPrefix(t, "/") {
+				out = out[:0]
+			}
+			todo = append(strings.Split(t, "/"), todo...)
+			continue
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("stat %q: %w", cur, err)
+		}
+		out = append(out, comp)
+	}
+	return join(), nil
+}
+
+func (c *copier) openParent(parent string) (*os.File, error) {
+	d, err := c.root.Open(parent)
+	if err != nil {
+		return nil, fmt.Errorf("open %q: %w", parent, err)
+	}
+	return d, nil
+}
+
+// lutimes sets a symlink's own times; os.Root has no Lchtimes, so use utimensat relative to the
+// already-resolved parent directory, which keeps the operation inside the root.
+func (c *copier) lutimes(parent, name string, t time.Time) error {
+	d, err := c.openParent(parent)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	ts := []syscall.Timespec{syscall.NsecToTimespec(t.UnixNano()), syscall.NsecToTimespec(t.UnixNano())}
+	p, err := syscall.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	const atSymlinkNofollow = 0x100
+	if _, _, e := syscall.Syscall6(syscall.SYS_UTIMENSAT, d.Fd(), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&ts[0])), atSymlinkNofollow, 0, 0); e != 0 {
+		return fmt.Errorf("set times on symlink %q: %w", path.Join(parent, name), e)
+	}
+	return nil
+}
+
+func (c *copier) mknod(parent, name string, m fs.FileMode, dev uint64) error {
+	d, err := c.openParent(parent)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	var typ uint32
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		typ = syscall.S_IFIFO
+	case m&fs.ModeCharDevice != 0:
+		typ = syscall.S_IFCHR
+	default:
+		typ = syscall.S_IFBLK
+	}
+	p, err := syscall.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	if _, _, e := syscall.Syscall6(syscall.SYS_MKNODAT, d.Fd(), uintptr(unsafe.Pointer(p)), uintptr(typ|0o600), uintptr(dev), 0, 0); e != 0 {
+		return fmt.Errorf("create special file %q: %w", path.Join(parent, name), e)
+	}
+	return nil
+}
+
+// WriteFile writes a heredoc file (COPY <<EOF /dst). dest is the file's full path; the caller
+// joins the heredoc name when the COPY destination is a directory. Mode is 0644 unless Chmod.
+func WriteFile(destRoot, dest string, data []byte, opts Options) error {
+	c, err := newCopier(destRoot, opts)
+	if err != nil {
+		return err
+	}
+	defer c.root.Close()
+	target, isDir := normDest(dest, opts.Workdir)
+	if isDir || target == "." {
+		return fmt.Errorf("write heredoc: destination %q is a directory, a file name is needed", dest)
+	}
+	parent, err := c.dir(".", path.Dir(target))
+	if err != nil {
+		return fmt.Errorf("write heredoc %q: %w", dest, err)
+	}
+	full := path.Join(parent, path.Base(target))
+	if fi, err := c.root.Lstat(full); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("write heredoc: cannot overwrite directory %q", full)
+		}
+		if err := c.root.Remove(full); err != nil {
+			return fmt.Errorf("write heredoc: replace %q: %w", full, err)
+		}
+	}
+	f, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write heredoc: create %q: %w", full, err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write heredoc %q: %w", full, err)
+	}
+	mode := fs.FileMode(0o644)
+	if opts.Chmod != nil {
+		mode = *opts.Chmod
+	}
+	uid, gid := c.defaultOwner()
+	if err := c.meta(full, mode, uid, gid); err != nil {
+		return err
+	}
+	if err := c.root.Chtimes(full, c.now, c.now); err != nil {
+		return fmt.Errorf("set times on %q: %w", full, err)
+	}
+	return c.finish()
+}

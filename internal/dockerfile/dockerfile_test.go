@@ -1,0 +1,306 @@
+package dockerfile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/graph"
+)
+
+type fakeResolver struct {
+	images map[string]dockerspec.DockerOCIImage
+	calls  []string
+}
+
+func (f *fakeResolver) ResolveImageConfig(_ context.Context, ref string, _ ocispec.Platform) (string, dockerspec.DockerOCIImage, error) {
+	f.calls = append(f.calls, ref)
+	img, ok := f.images[ref]
+	if !ok {
+		return "", img, fmt.Errorf("pull access denied for %s", ref)
+	}
+	return "sha256:" + strings.Repeat("a", 64), img, nil
+}
+
+func newResolver() *fakeResolver {
+	alpine := dockerspec.DockerOCIImage{}
+	alpine.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	alpine.Config.Cmd = []string{"/bin/sh"}
+	node := dockerspec.DockerOCIImage{}
+	node.Config.Env = []string{"PATH=/usr/bin:/bin", "NODE_VERSION=20.1.0"}
+	node.Config.WorkingDir = "/srv"
+	node.Config.User = "node"
+	node.Config.Entrypoint = []string{"docker-entrypoint.sh"}
+	node.Config.Cmd = []string{"node"}
+	ob := dockerspec.DockerOCIImage{}
+	ob.Config.OnBuild = []string{"COPY . /app/src", "RUN make -C /app/src"}
+	return &fakeResolver{images: map[string]dockerspec.DockerOCIImage{
+		"alpine":            alpine,
+		"alpine:3.19":       alpine,
+		"node:20":           node,
+		"onbuild-base":      ob,
+		"busybox":           alpine,
+		"oci-layout:///l:t": alpine,
+	}}
+}
+
+func parse(t *testing.T, df string, mod ...func(*Options)) *graph.Build {
+	t.Helper()
+	b, err := parseErr(df, mod...)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return b
+}
+
+func parseErr(df string, mod ...func(*Options)) (*graph.Build, error) {
+	opts := Options{Dockerfile: []byte(df), Filename: "Dockerfile", Resolver: newResolver()}
+	for _, m := range mod {
+		m(&opts)
+	}
+	return Parse(context.Background(), opts)
+}
+
+func wantErr(t *testing.T, df string, line int, substr string, mod ...func(*Options)) {
+	t.Helper()
+	_, err := parseErr(df, mod...)
+	if err == nil {
+		t.Fatalf("expected error containing %q", substr)
+	}
+	var fe *Error
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %v is %T, not *Error", err, err)
+	}
+	if fe.Line != line || !strings.Contains(fe.Msg, substr) {
+		t.Fatalf("got %q (line %d), want line %d containing %q", err, fe.Line, line, substr)
+	}
+}
+
+func envMap(env []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func TestMultiStageTargetPruning(t *testing.T) {
+	df := `FROM alpine AS deps
+RUN echo deps
+FROM alpine AS unused
+RUN echo unused
+FROM deps AS build
+COPY --from=tools /x /x
+FROM busybox AS tools
+FROM alpine
+COPY --from=build /out /out
+COPY --from=0 /a /a
+`
+	// build copies from a later stage: BuildKit rejects that.
+	wantErr(t, df, 6, `cannot copy from stage "tools", it needs to be defined before current stage "build"`)
+
+	df = `FROM alpine AS deps
+RUN echo deps
+FROM alpine AS unused
+RUN echo unused
+FROM busybox AS tools
+FROM deps AS build
+COPY --from=TOOLS /x /x
+FROM alpine
+COPY --from=build /out /out
+COPY --from=0 /a /a
+`
+	b := parse(t, df)
+	var names []string
+	for _, s := range b.Stages {
+		names = append(names, s.DisplayName())
+	}
+	if got := strings.Join(names, ","); got != "deps,tools,build,stage-4" {
+		t.Fatalf("stages = %s", got)
+	}
+	if b.Target != b.Stages[3] {
+		t.Fatal("target is not the last stage")
+	}
+	build := b.Stages[2]
+	if build.Base.Stage != b.Stages[0] || len(build.Deps) != 2 || build.Deps[1] != b.Stages[1] {
+		t.Fatalf("build deps wrong: %+v", build.Deps)
+	}
+	last := b.Target
+	if last.Steps[0].Copy.From.Stage != build || last.Steps[1].Copy.From.Stage != b.Stages[0] {
+		t.Fatal("COPY --from not resolved to stages")
+	}
+
+	b = parse(t, df, func(o *Options) { o.Target = "Build" })
+	if len(b.Stages) != 3 || b.Target.Name != "build" {
+		t.Fatalf("target build: %d stages, target %s", len(b.Stages), b.Target.Name)
+	}
+	if b.Stages[0].Base.Digest == "" || b.Stages[0].Base.Image != "alpine" {
+		t.Fatalf("base not resolved: %+v", b.Stages[0].Base)
+	}
+	wantErr(t, df, 0, `target stage "nope" could not be found; available stages: deps, unused, tools, build`, func(o *Options) { o.Target = "nope" })
+}
+
+func TestArgScoping(t *testing.T) {
+	df := `ARG BASE=alpine
+ARG GLOBAL=g
+FROM ${BASE}:3.19
+ARG GLOBAL
+ARG LOCAL=l-${GLOBAL}
+ARG OVER=default
+ENV A=$GLOBAL B=$LOCAL C=$OVER D=$UNDECLARED E=${TARGETARCH}
+RUN echo $GLOBAL
+FROM alpine AS second
+ENV G=x$GLOBAL
+`
+	b := parse(t, df, func(o *Options) {
+		o.BuildArgs = map[string]string{"OVER": "cli", "UNDECLARED": "nope"}
+		o.Target = ""
+	})
+	s0 := b.Stages
+	if len(s0) != 1 || b.Target.Name != "second" {
+		t.Fatalf("expected only 'second', got %d stages", len(s0))
+	}
+	if got := envMap(b.Target.Config.Env)["G"]; got != "x" {
+		t.Fatalf("global ARG leaked into stage without re-declaring: G=%q", got)
+	}
+
+	df = strings.Replace(df, "FROM alpine AS second\nENV G=x$GLOBAL\n", "", 1)
+	r := newResolver()
+	b = parse(t, df, func(o *Options) {
+		o.BuildArgs = map[string]string{"OVER": "cli", "UNDECLARED": "nope"}
+		o.Resolver = r
+	})
+	if r.calls[0] != "alpine:3.19" {
+		t.Fatalf("FROM expanded to %v", r.calls)
+	}
+	st := b.Target
+	env := envMap(st.Config.Env)
+	want := map[string]string{"A": "g", "B": "l-g", "C": "cli", "D": "", "E": ""}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s=%q, want %q", k, env[k], v)
+		}
+	}
+	run := st.Steps[len(st.Steps)-1]
+	renv := envMap(run.Run.Env)
+	if renv["GLOBAL"] != "g" || renv["LOCAL"] != "l-g" || renv["OVER"] != "cli" {
+		t.Fatalf("RUN env lacks args: %v", run.Run.Env)
+	}
+	if _, ok := renv["UNDECLARED"]; ok {
+		t.Fatal("undeclared build arg in RUN env")
+	}
+	if run.CreatedBy != "RUN |3 GLOBAL=g LOCAL=l-g OVER=cli /bin/sh -c echo $GLOBAL # buildkit" {
+		t.Fatalf("CreatedBy = %q", run.CreatedBy)
+	}
+	if args := run.Run.Args; !reflect.DeepEqual(args, []string{"/bin/sh", "-c", "echo $GLOBAL"}) {
+		t.Fatalf("args = %q", args)
+	}
+	if st.Steps[0].CreatedBy != "ARG GLOBAL=g" || st.Steps[1].CreatedBy != "ARG LOCAL=l-g" {
+		t.Fatalf("ARG history: %q %q", st.Steps[0].CreatedBy, st.Steps[1].CreatedBy)
+	}
+}
+
+func TestPredefinedAndProxyArgs(t *testing.T) {
+	df := `FROM --platform=$BUILDPLATFORM alpine
+ARG TARGETARCH
+ARG TARGETPLATFORM
+RUN echo $TARGETARCH
+`
+	b := parse(t, df, func(o *Options) { o.BuildArgs = map[string]string{"HTTP_PROXY": "http://p:3128"} })
+	run := b.Target.Steps[2].Run
+	env := envMap(run.Env)
+	if env["TARGETARCH"] != "amd64" || env["TARGETPLATFORM"] != "linux/amd64" {
+		t.Fatalf("env %v", run.Env)
+	}
+	if _, ok := env["HTTP_PROXY"]; ok || !reflect.DeepEqual(run.ProxyEnv, []string{"HTTP_PROXY=http://p:3128"}) {
+		t.Fatalf("proxy: env %v proxy %v", run.Env, run.ProxyEnv)
+	}
+	if strings.Contains(b.Target.Steps[2].CreatedBy, "PROXY") {
+		t.Fatal("proxy in history")
+	}
+}
+
+func TestEnvFromBaseAndWorkdir(t *testing.T) {
+	df := `FROM node:20
+ENV APP=/app PATH=$PATH:/opt
+WORKDIR app
+WORKDIR ${APP}/sub
+WORKDIR ../x
+USER root
+RUN pwd
+`
+	b := parse(t, df)
+	st := b.Target
+	if st.Total != 5 {
+		t.Fatalf("Total = %d", st.Total)
+	}
+	env := envMap(st.Config.Env)
+	if env["NODE_VERSION"] != "20.1.0" || env["PATH"] != "/usr/bin:/bin:/opt" {
+		t.Fatalf("env %v", st.Config.Env)
+	}
+	var wds []string
+	for _, s := range st.Steps {
+		if s.Kind == graph.KindWorkdir {
+			wds = append(wds, s.Workdir)
+		}
+	}
+	if strings.Join(wds, " ") != "/srv/app /app/sub /app/x" {
+		t.Fatalf("workdirs %v", wds)
+	}
+	// Steps record the state they run in; the base's USER applies until USER changes it.
+	if st.Steps[1].User != "node" || st.Steps[1].Dir != "/srv" {
+		t.Fatalf("first WORKDIR ran as %q in %q", st.Steps[1].User, st.Steps[1].Dir)
+	}
+	run := st.Steps[5]
+	if run.Run.Cwd != "/app/x" || run.Run.User != "root" || run.Pos != 5 || run.Text != "RUN pwd" {
+		t.Fatalf("run: %+v pos %d text %q", run.Run, run.Pos, run.Text)
+	}
+	if st.Config.WorkingDir != "/app/x" || !reflect.DeepEqual(st.Config.Entrypoint, []string{"docker-entrypoint.sh"}) {
+		t.Fatalf("config %+v", st.Config)
+	}
+	if st.Steps[2].CreatedBy != "WORKDIR /app/sub" || st.Steps[0].CreatedBy != "ENV APP=/app PATH=/usr/bin:/bin:/opt" {
+		t.Fatalf("history %q / %q", st.Steps[2].CreatedBy, st.Steps[0].CreatedBy)
+	}
+}
+
+func TestShellExecAndShellInstruction(t *testing.T) {
+	df := `FROM alpine
+RUN echo "a  b" && true
+RUN ["echo", "$HOME"]
+SHELL ["/bin/bash", "-eo", "pipefail", "-c"]
+RUN echo hi | cat
+CMD echo cmd
+ENTRYPOINT ["/entry"]
+`
+	b := parse(t, df)
+	st := b.Target.Steps
+	if !reflect.DeepEqual(st[0].Run.Args, []string{"/bin/sh", "-c", `echo "a  b" && true`}) {
+		t.Fatalf("shell form %q", st[0].Run.Args)
+	}
+	if !reflect.DeepEqual(st[1].Run.Args, []string{"echo", "$HOME"}) {
+		t.Fatalf("exec form %q", st[1].Run.Args)
+	}
+	if !reflect.DeepEqual(st[3].Run.Args, []string{"/bin/bash", "-eo", "pipefail", "-c", "echo hi | cat"}) {
+		t.Fatalf("SHELL %q", st[3].Run.Args)
+	}
+	cfg := b.Target.Config
+	// CMD was set in this stage, so ENTRYPOINT keeps it.
+	if !reflect.DeepEqual(cfg.Cmd, []string{"/bin/bash", "-eo", "pipefail", "-c", "echo cmd"}) || !reflect.DeepEqual(cfg.Entrypoint, []string{"/entry"}) {
+		t.Fatalf("cmd %q entrypoint %q", cfg.Cmd, cfg.Entrypoint)
+	}
+	if st[5].CreatedBy != `ENTRYPOINT ["/entry"]` {
+		t.Fatalf("%q", st[5].CreatedBy)
+	}
+
+	b = parse(t, "FROM alpine\nENTRYPOINT [\"/e\"]\n")
+	if b.Target.Config.Cmd != nil {
+		t.Fatalf("inherited CMD not reset by ENTRYPOINT: %q", b.Target.Config.Cmd)
+	}
+}

@@ -1,0 +1,251 @@
+package dockerfile
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// defaultPath is what BuildKit puts in PATH when the base image sets none, so RUN finds /bin/sh.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+var defaultShell = []string{"/bin/sh", "-c"}
+
+func withShell(sh []string, args []string) []string {
+	if len(sh) == 0 {
+		sh = defaultShell
+	}
+	out := append([]string{}, sh...)
+	return append(out, strings.Join(args, " "))
+}
+
+func uppercaseCmd(s string) string {
+	name, rest, ok := strings.Cut(s, " ")
+	if !ok {
+		return strings.ToUpper(name)
+	}
+	return strings.ToUpper(name) + " " + rest
+}
+
+func summarizeHeredoc(doc string) string {
+	doc = strings.TrimSpace(doc)
+	lines := strings.Split(strings.ReplaceAll(doc, "\r\n", "\n"), "\n")
+	summary := lines[0]
+	if len(lines) > 1 {
+		summary += "..."
+	}
+	return summary
+}
+
+// runCommandString is BuildKit's history text for RUN: the build args in scope are listed as
+// "|N K=V ..." so two images built with different args have different history.
+func runCommandString(args []string, buildArgs []instructions.KeyValuePairOptional, env shell.EnvGetter) string {
+	var tmp []string
+	idx := map[string]int{}
+	for _, arg := range buildArgs {
+		v, ok := env.Get(arg.Key)
+		if !ok {
+			v = arg.ValueString()
+		}
+		if i, ok := idx[arg.Key]; ok {
+			tmp[i] = arg.Key + "=" + v
+		} else {
+			idx[arg.Key] = len(tmp)
+			tmp = append(tmp, arg.Key+"="+v)
+		}
+	}
+	if len(tmp) > 0 {
+		tmp = append([]string{fmt.Sprintf("|%d", len(tmp))}, tmp...)
+	}
+	return strings.Join(append(tmp, args...), " ")
+}
+
+func normalizeWorkdir(current, requested string) (string, error) {
+	if requested == "" {
+		return "", fmt.Errorf("cannot normalize nothing")
+	}
+	if !path.IsAbs(requested) {
+		if current == "" {
+			current = "/"
+		}
+		return path.Join("/", current, requested), nil
+	}
+	return path.Clean(requested), nil
+}
+
+// parsePlatform accepts the forms --platform takes ("linux/amd64", "linux/amd64/v2",
+// "amd64") with the usual architecture aliases.
+func parsePlatform(s string) (ocispec.Platform, error) {
+	parts := strings.Split(strings.ToLower(strings.TrimSpace(s)), "/")
+	var p ocispec.Platform
+	switch len(parts) {
+	case 1:
+		p.OS, p.Architecture = "linux", parts[0]
+	case 2:
+		p.OS, p.Architecture = parts[0], parts[1]
+	case 3:
+		p.OS, p.Architecture, p.Variant = parts[0], parts[1], parts[2]
+	default:
+		return p, fmt.Errorf("invalid platform %q", s)
+	}
+	if p.OS == "" || p.Architecture == "" {
+		return p, fmt.Errorf("invalid platform %q", s)
+	}
+	switch p.Architecture {
+	case "x86_64", "x86-64":
+		p.Architecture = "amd64"
+	case "aarch64":
+		p.Architecture = "arm64"
+	}
+	return p, nil
+}
+
+func formatPlatform(p ocispec.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+func samePlatform(a, b ocispec.Platform) bool {
+	if a.OS != b.OS || a.Architecture != b.Architecture {
+		return false
+	}
+	// amd64 variants (v2, v3…) run on the same machine; only a different arch is refused.
+	return a.Variant == "" || b.Variant == "" || a.Variant == b.Variant || a.Architecture == "amd64"
+}
+
+// parsePorts turns EXPOSE arguments ("80", "53/udp", "8000-8001", "127.0.0.1:80:8080/tcp") into
+// the "port/proto" keys of ExposedPorts.
+func parsePorts(ports []string) ([]string, error) {
+	var out []string
+	for _, raw := range ports {
+		spec, proto := raw, "tcp"
+		if i := strings.LastIndex(spec, "/"); i >= 0 {
+			spec, proto = spec[:i], strings.ToLower(spec[i+1:])
+		}
+		switch proto {
+		case "tcp", "udp", "sctp":
+		default:
+			return nil, fmt.Errorf("invalid proto: %s", proto)
+		}
+		if i := strings.LastIndex(spec, ":"); i >= 0 {
+			spec = spec[i+1:]
+		}
+		lo, hi, isRange := strings.Cut(spec, "-")
+		start, err := strconv.ParseUint(lo, 10, 16)
+		if err != nil || start == 0 {
+			return nil, fmt.Errorf("invalid containerPort: %s", raw)
+		}
+		end := start
+		if isRange {
+			end, err = strconv.ParseUint(hi, 10, 16)
+			if err != nil || end < start {
+				return nil, fmt.Errorf("invalid containerPort: %s", raw)
+			}
+		}
+		for p := start; p <= end; p++ {
+			out = append(out, fmt.Sprintf("%d/%s", p, proto))
+		}
+	}
+	return out, nil
+}
+
+var signals = map[string]bool{
+	"ABRT": true, "ALRM": true, "BUS": true, "CHLD": true, "CLD": true, "CONT": true, "FPE": true,
+	"HUP": true, "ILL": true, "INT": true, "IO": true, "IOT": true, "KILL": true, "PIPE": true,
+	"POLL": true, "PROF": true, "PWR": true, "QUIT": true, "SEGV": true, "STKFLT": true,
+	"STOP": true, "SYS": true, "TERM": true, "TRAP": true, "TSTP": true, "TTIN": true, "TTOU": true,
+	"URG": true, "USR1": true, "USR2": true, "VTALRM": true, "WINCH": true, "XCPU": true,
+	"XFSZ": true, "RTMIN": true, "RTMAX": true, "UNUSED": true,
+}
+
+var rtSignal = regexp.MustCompile(`^RT(MIN\+([1-9]|1[0-5])|MAX-([1-9]|1[0-4]))$`)
+
+func validSignal(s string) bool {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n > 0 && n <= 64
+	}
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	return signals[name] || rtSignal.MatchString(name)
+}
+
+var symbolicMode = regexp.MustCompile(`^[ugoa]*([-+=]([rwxXst]*|[ugo]))+(,[ugoa]*([-+=]([rwxXst]*|[ugo]))+)*$`)
+
+func validChmod(s string) error {
+	if p, err := strconv.ParseUint(s, 8, 32); err == nil {
+		if p > 0o7777 {
+			return fmt.Errorf("invalid chmod parameter: '%v'. it should be octal string and between 0 and 07777", s)
+		}
+		return nil
+	}
+	if _, err := strconv.Atoi(s); err == nil || !symbolicMode.MatchString(s) {
+		return fmt.Errorf("invalid chmod parameter: '%v'. it should be octal string and between 0 and 07777", s)
+	}
+	return nil
+}
+
+func isHTTPSource(src string) bool {
+	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
+}
+
+func isGitSource(src string) bool {
+	if strings.HasPrefix(src, "git@") || strings.HasPrefix(src, "git://") || strings.HasPrefix(src, "ssh://") {
+		return true
+	}
+	if !isHTTPSource(src) {
+		return false
+	}
+	u, _, _ := strings.Cut(src, "#")
+	u, _, _ = strings.Cut(u, "?")
+	return strings.HasSuffix(u, ".git")
+}
+
+func cloneConfig(c dockerspec.DockerOCIImageConfig) dockerspec.DockerOCIImageConfig {
+	out := c
+	out.Env = cloneStrings(c.Env)
+	out.Cmd = cloneStrings(c.Cmd)
+	out.Entrypoint = cloneStrings(c.Entrypoint)
+	out.OnBuild = cloneStrings(c.OnBuild)
+	out.Shell = cloneStrings(c.Shell)
+	out.ExposedPorts = cloneSet(c.ExposedPorts)
+	out.Volumes = cloneSet(c.Volumes)
+	if c.Labels != nil {
+		out.Labels = make(map[string]string, len(c.Labels))
+		for k, v := range c.Labels {
+			out.Labels[k] = v
+		}
+	}
+	if c.Healthcheck != nil {
+		hc := *c.Healthcheck
+		hc.Test = cloneStrings(c.Healthcheck.Test)
+		out.Healthcheck = &hc
+	}
+	return out
+}
+
+func cloneStrings(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string{}, s...)
+}
+
+func cloneSet(m map[string]struct{}) map[string]struct{} {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]struct{}, len(m))
+	for k := range m {
+		out[k] = struct{}{}
+	}
+	return out
+}

@@ -1,0 +1,452 @@
+// Package executor runs one RUN step: it writes an OCI runtime bundle for a
+// mounted rootfs and runs it to completion with runc (or crun), leaving no
+// runtime state and no mountpoint stubs behind in the rootfs.
+package executor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/strata-build/strata/internal/users"
+)
+
+// Config selects the OCI runtime and where it keeps container state.
+type Config struct {
+	Runtime  string // "runc" (default) or "crun", name or path
+	StateDir string // passed as `runc --root`; the caller owns it (may be a tmpfs)
+}
+
+// Mount is an extra mount for the container, applied after the standard ones
+// in the order given.
+type Mount struct {
+	Type     string // "bind" | "tmpfs"
+	Source   string
+	Target   string
+	ReadOnly bool
+	Options  []string
+}
+
+// Network modes. NetworkDefault is host networking: strata has no bridge or
+// CNI setup, and RUN steps usually need to download things.
+const (
+	NetworkDefault = "default"
+	NetworkHost    = "host"
+	NetworkNone    = "none"
+)
+
+// DefaultHostname is BuildKit's, so scripts that look at it behave the same.
+const DefaultHostname = "buildkitsandbox"
+
+// DefaultPath is Docker's PATH for a container whose image sets none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Spec describes one process run.
+type Spec struct {
+	ID       string   // unique container id
+	Rootfs   string   // already-mounted writable merged overlay dir
+	Args     []string // argv; shell form is already wrapped by the caller
+	Env      []string
+	User     string // as written in the Dockerfile; resolved against Rootfs
+	Cwd      string // created root-owned 0755 if missing, like Docker's WORKDIR
+	Hostname string // default DefaultHostname
+	Network  string // NetworkDefault (""), NetworkHost or NetworkNone
+	Insecure bool   // --security=insecure: all capabilities, no masking, all devices allowed
+	Mounts   []Mount
+	Stdout   io.Writer
+	Stderr   io.Writer
+}
+
+// ExitError reports that the process ran and exited non-zero. A process killed
+// by a signal reports 128+signal, as a shell would.
+type ExitError struct {
+	Code int
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("process exited with code %d", e.Code)
+}
+
+func (c Config) runtimeName() string {
+	if c.Runtime == "" {
+		return "runc"
+	}
+	return c.Runtime
+}
+
+func (c Config) runtimePath() (string, error) {
+	name := c.runtimeName()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		base := filepath.Base(name)
+		return "", fmt.Errorf("%s not found in PATH: install it (apt-get install %s) or pass --runtime", base, base)
+	}
+	return p, nil
+}
+
+func (c Config) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, bin, append([]string{"--root", c.StateDir}, args...)...)
+}
+
+// Check verifies that the runtime exists and runs, and that the kernel offers
+// what Run relies on, so a build fails before its first RUN step rather than
+// in the middle.
+func Check(cfg Config) error {
+	bin, err := cfg.runtimePath()
+	if err != nil {
+		return err
+	}
+	if out, err := exec.Command(bin, "--version").CombinedOutput(); err != nil {
+		return fmt.Errorf("%s --version: %w: %s", bin, err, bytes.TrimSpace(out))
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("running RUN steps needs root: rootless builds are not supported")
+	}
+	for _, ns := range []string{"mnt", "pid", "ipc", "uts", "net"} {
+		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
+			return fmt.Errorf("kernel lacks %s namespaces: %w", ns, err)
+		}
+	}
+	fss, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return fmt.Errorf("read /proc/filesystems: %w", err)
+	}
+	for _, fs := range []string{"overlay", "tmpfs", "proc", "sysfs", "devpts", "mqueue"} {
+		if !hasFilesystem(fss, fs) {
+			return fmt.Errorf("kernel lacks the %s filesystem (modprobe %s?)", fs, fs)
+		}
+	}
+	return nil
+}
+
+func hasFilesystem(procFilesystems []byte, name string) bool {
+	sc := bufio.NewScanner(bytes.NewReader(procFilesystems))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) > 0 && f[len(f)-1] == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Cleanup force-deletes every container left in cfg.StateDir, e.g. after
+// strata was killed mid-build.
+func Cleanup(cfg Config) error {
+	if cfg.StateDir == "" {
+		return errors.New("executor cleanup: no state dir")
+	}
+	if _, err := os.Stat(cfg.StateDir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	bin, err := cfg.runtimePath()
+	if err != nil {
+		return err
+	}
+	ids, err := listContainers(cfg, bin)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := deleteContainer(cfg, bin, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func listContainers(cfg Config, bin string) ([]string, error) {
+	var stderr bytes.Buffer
+	cmd := cfg.command(context.Background(), bin, "list", "-q")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s list: %w: %s", cfg.runtimeName(), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return strings.Fields(string(out)), nil
+}
+
+func deleteContainer(cfg Config, bin, id string) error {
+	out, err := cfg.command(context.Background(), bin, "delete", "--force", id).CombinedOutput()
+	if err != nil {
+		// An already-gone container is the state we want.
+		if _, serr := os.Stat(filepath.Join(cfg.StateDir, id)); errors.Is(serr, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("%s delete --force %s: %w: %s", cfg.runtimeName(), id, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Run runs spec.Args in a new container on spec.Rootfs and waits for it. A
+// non-zero exit is an *ExitError. Cancelling ctx kills the container; in every
+// case the container is deleted from the runtime state before Run returns, and
+// mountpoints the runtime had to create in the rootfs are removed again.
+func Run(ctx context.Context, cfg Config, spec Spec) (retErr error) {
+	if err := validate(cfg, &spec); err != nil {
+		return err
+	}
+	bin, err := cfg.runtimePath()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("create runtime state dir: %w", err)
+	}
+
+	ident, err := users.Lookup(spec.Rootfs, spec.User)
+	if err != nil {
+		return fmt.Errorf("resolve user %q: %w", spec.User, err)
+	}
+	if err := mkdirInRoot(spec.Rootfs, spec.Cwd); err != nil {
+		return fmt.Errorf("create working directory %s: %w", spec.Cwd, err)
+	}
+
+	bundle, err := os.MkdirTemp("", "strata-bundle-")
+	if err != nil {
+		return fmt.Errorf("create bundle dir: %w", err)
+	}
+	defer os.RemoveAll(bundle)
+
+	s, err := buildSpec(bundle, spec, ident)
+	if err != nil {
+		return err
+	}
+	cfgJSON, err := json.MarshalIndent(s, "", "\t")
+	if err != nil {
+		return fmt.Errorf("encode runtime spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfgJSON, 0o600); err != nil {
+		return fmt.Errorf("write runtime spec: %w", err)
+	}
+
+	targets := make([]string, 0, len(s.Mounts))
+	for _, m := range s.Mounts {
+		targets = append(targets, m.Destination)
+	}
+	stubs, err := recordStubs(spec.Rootfs, targets)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stubs.cleanup(); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+
+	// A container left by a crash under the same id would make `run` fail.
+	_ = deleteContainer(cfg, bin, spec.ID)
+	defer func() {
+		if err := deleteContainer(cfg, bin, spec.ID); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+
+	return runContainer(ctx, cfg, bin, bundle, spec)
+}
+
+func validate(cfg Config, spec *Spec) error {
+	if cfg.StateDir == "" {
+		return errors.New("executor: Config.StateDir is required")
+	}
+	if spec.ID == "" || strings.ContainsAny(spec.ID, "/\x00") || spec.ID == "." || spec.ID == ".." {
+		return fmt.Errorf("executor: invalid container id %q", spec.ID)
+	}
+	if !filepath.IsAbs(spec.Rootfs) {
+		return fmt.Errorf("executor: rootfs %q must be absolute", spec.Rootfs)
+	}
+	if len(spec.Args) == 0 {
+		return errors.New("executor: no command to run")
+	}
+	switch spec.Network {
+	case "":
+		spec.Network = NetworkDefault
+	case NetworkDefault, NetworkHost, NetworkNone:
+	default:
+		return fmt.Errorf("executor: unsupported network mode %q (want default, host or none)", spec.Network)
+	}
+	if spec.Hostname == "" {
+		spec.Hostname = DefaultHostname
+	}
+	if spec.Cwd == "" {
+		spec.Cwd = "/"
+	}
+	if !filepath.IsAbs(spec.Cwd) {
+		return fmt.Errorf("executor: working directory %q must be absolute", spec.Cwd)
+	}
+	for _, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Target) {
+			return fmt.Errorf("executor: mount target %q must be absolute", m.Target)
+		}
+		switch m.Type {
+		case "bind":
+			if !filepath.IsAbs(m.Source) {
+				return fmt.Errorf("executor: bind source %q must be absolute", m.Source)
+			}
+		case "tmpfs":
+		default:
+			return fmt.Errorf("executor: unsupported mount type %q for %s", m.Type, m.Target)
+		}
+	}
+	if spec.Stdout == nil {
+		spec.Stdout = io.Discard
+	}
+	if spec.Stderr == nil {
+		spec.Stderr = io.Discard
+	}
+	return nil
+}
+
+// killRetry is how often a cancelled run re-sends SIGKILL: the container may
+// not exist yet when ctx is cancelled while runc is still creating it.
+const killRetry = 100 * time.Millisecond
+
+// killGrace bounds how long a cancelled run waits for runc to notice its
+// container died before killing runc itself.
+const killGrace = 10 * time.Second
+
+func runContainer(ctx context.Context, cfg Config, bin, bundle string, spec Spec) error {
+	logPath := filepath.Join(bundle, "runtime.log")
+	// runc must not be tied to ctx through CommandContext: killing runc
+	// would orphan the container instead of stopping it.
+	cmd := cfg.command(context.Background(), bin,
+		"--log", logPath, "--log-format", "json",
+		"run", "--bundle", bundle, spec.ID)
+	cmd.Stdin = nil // /dev/null: a RUN step never reads the terminal
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("create stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return fmt.Errorf("create stderr pipe: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	// If strata dies, runc must die with it rather than keep building.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go func() { defer copies.Done(); _, _ = io.Copy(spec.Stdout, outR) }()
+	go func() { defer copies.Done(); _, _ = io.Copy(spec.Stderr, errR) }()
+
+	// Pdeathsig fires when the forking thread exits, not the process, so
+	// the fork must happen on a thread Go will not retire under us.
+	runtime.LockOSThread()
+	err = cmd.Start()
+	runtime.UnlockOSThread()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		copies.Wait()
+		return fmt.Errorf("start %s: %w", cfg.runtimeName(), err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	var waitErr error
+	cancelled := false
+	select {
+	case waitErr = <-done:
+	case <-ctx.Done():
+		cancelled = true
+		waitErr = killAndWait(cfg, bin, spec.ID, cmd, done)
+	}
+
+	// The pipes close when the last process holding them exits; the pid
+	// namespace guarantees that is the container init. Bound the wait anyway
+	// in case something outside the namespace inherited them.
+	copied := make(chan struct{})
+	go func() { copies.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+		outR.Close()
+		errR.Close()
+		<-copied
+	}
+	outR.Close()
+	errR.Close()
+
+	if cancelled {
+		return fmt.Errorf("run %s: %w", spec.ID, ctx.Err())
+	}
+	if waitErr == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if !errors.As(waitErr, &ee) {
+		return fmt.Errorf("wait for %s: %w", cfg.runtimeName(), waitErr)
+	}
+	if msg := runtimeError(logPath); msg != "" {
+		return fmt.Errorf("%s run %s: %s", cfg.runtimeName(), spec.ID, msg)
+	}
+	code := ee.ExitCode()
+	if code < 0 {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+	}
+	return &ExitError{Code: code}
+}
+
+func killAndWait(cfg Config, bin, id string, cmd *exec.Cmd, done <-chan error) error {
+	tick := time.NewTicker(killRetry)
+	defer tick.Stop()
+	deadline := time.After(killGrace)
+	for {
+		_ = cfg.command(context.Background(), bin, "kill", id, "KILL").Run()
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			return <-done
+		}
+	}
+}
+
+// runtimeError returns the runtime's own error from its JSON log, so a failure
+// to start the container is not mistaken for the process exiting 1.
+func runtimeError(logPath string) string {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	var msgs []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &entry) != nil {
+			continue
+		}
+		if entry.Level == "error" || entry.Level == "fatal" {
+			msgs = append(msgs, entry.Msg)
+		}
+	}
+	return strings.Join(msgs, "; ")
+}

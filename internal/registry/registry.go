@@ -1,0 +1,397 @@
+// Package registry pulls images from and pushes images to OCI/Docker registries with
+// go-containerregistry, moving blobs through strata's content store. It resolves multi-platform
+// indexes to one platform, applies docker.io mirrors, reads credentials the way docker does, and
+// refuses plain HTTP except to loopback addresses and hosts the user marked insecure.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/image"
+)
+
+// Errors a caller may want to tell apart (errors.Is); the messages are written for the user.
+var (
+	ErrUnreachable  = errors.New("registry unreachable")
+	ErrUnauthorized = errors.New("unauthorized: log in with docker login or check ~/.docker/config.json")
+	ErrNotFound     = errors.New("image not found")
+	ErrNoPlatform   = errors.New("no image for platform")
+)
+
+// BlobStore is what the registry needs from strata's content store.
+type BlobStore interface {
+	Has(d digest.Digest) bool
+	Open(d digest.Digest) (io.ReadCloser, error)
+	// Ingest stores r under d, verifying the digest; atomic (temp+rename); a no-op if already present.
+	Ingest(d digest.Digest, r io.Reader) error
+}
+
+// Progress receives byte progress for one blob: done of total bytes moved so far. It is called from
+// several goroutines at once (one per blob in flight) and must not block for long.
+type Progress func(blob ocispec.Descriptor, done, total int64)
+
+// Options configures a Client.
+type Options struct {
+	// Insecure lists registries (host or host:port) that may be reached over plain HTTP, besides
+	// loopback addresses, which always may.
+	Insecure []string
+	// Mirrors are tried in order before docker.io for docker.io images ("host[:port][/prefix]",
+	// an http:// or https:// scheme is accepted and ignored: the Insecure rules decide the scheme).
+	Mirrors []string
+	// Platform picks the manifest out of a multi-platform index; the zero value means
+	// linux and the architecture strata was built for.
+	Platform ocispec.Platform
+}
+
+// Client talks to registries. It is safe for concurrent use.
+type Client struct {
+	opts     Options
+	platform ocispec.Platform
+	keychain authn.Keychain
+	// dial replaces the network dialer; tests use it to point any host name at a local server.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	transportOnce sync.Once
+	transport     http.RoundTripper
+}
+
+// concurrentBlobs is how many blobs a pull moves at once; registries and CDNs serve a handful of
+// parallel streams faster than one, and more mostly adds contention.
+const concurrentBlobs = 4
+
+// New returns a Client. Credentials come from the docker config (DOCKER_CONFIG or ~/.docker/config.json,
+// including credential helpers).
+func New(opts Options) *Client {
+	p := opts.Platform
+	if p.OS == "" {
+		p.OS = "linux"
+	}
+	if p.Architecture == "" {
+		p.Architecture = runtime.GOARCH
+	}
+	return &Client{opts: opts, platform: p, keychain: authn.DefaultKeychain}
+}
+
+// Resolve returns the digest of the manifest ref names for the client's platform, following a
+// multi-platform index to the platform's own manifest.
+func (c *Client) Resolve(ctx context.Context, ref string) (digest.Digest, error) {
+	src, err := c.resolve(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	return src.desc.Digest, nil
+}
+
+// Pull fetches the manifest, config and every blob bs lacks (each distinct digest once), verifying
+// digests, and returns the image. Nothing partial becomes visible in bs if a blob fails.
+func (c *Client) Pull(ctx context.Context, ref string, bs BlobStore, progress Progress) (*image.Image, error) {
+	src, err := c.resolve(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(src.manifest, &m); err != nil {
+		return nil, fmt.Errorf("pull %s: parse manifest %s: %w", ref, src.desc.Digest, err)
+	}
+	var todo []ocispec.Descriptor
+	seen := map[digest.Digest]bool{}
+	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+		if err := d.Digest.Validate(); err != nil {
+			return nil, fmt.Errorf("pull %s: manifest %s: %w", ref, src.desc.Digest, err)
+		}
+		if seen[d.Digest] || bs.Has(d.Digest) {
+			continue
+		}
+		seen[d.Digest] = true
+		todo = append(todo, d)
+	}
+	if err := c.fetchBlobs(ctx, src.repo, todo, bs, progress); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	img, err := image.FromManifest(src.manifest, bs)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+// Push uploads the image's blobs that the registry lacks, then puts the manifest under every ref.
+// Refs may name different repositories or registries; blobs are checked per repository.
+func (c *Client) Push(ctx context.Context, img *image.Image, bs BlobStore, refs []string, progress Progress) error {
+	if len(refs) == 0 {
+		return errors.New("push: no destination reference")
+	}
+	v1img, err := newStoreImage(img, bs, progress)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	for _, ref := range refs {
+		r, err := c.parse(ref)
+		if err != nil {
+			return fmt.Errorf("push %s: %w", ref, err)
+		}
+		if d, ok := r.(name.Digest); ok && d.DigestStr() != img.Manifest.Digest.String() {
+			return fmt.Errorf("push %s: reference pins %s but the image is %s", ref, d.DigestStr(), img.Manifest.Digest)
+		}
+		if err := remote.Write(r, v1img, c.remoteOptions(ctx)...); err != nil {
+			return fmt.Errorf("push %s: %w", ref, classify(err))
+		}
+	}
+	return nil
+}
+
+// source is a resolved manifest and the repository its blobs come from (a mirror, possibly).
+type source struct {
+	repo     name.Repository
+	desc     ocispec.Descriptor
+	manifest []byte
+}
+
+func (c *Client) resolve(ctx context.Context, ref string) (*source, error) {
+	r, err := c.parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	candidates := c.mirrorsFor(r)
+	var mirrorErrs []string
+	for _, m := range candidates {
+		src, err := c.resolveAt(ctx, m)
+		if err == nil {
+			return src, nil
+		}
+		// A platform the image lacks is a property of the image, not of the mirror.
+		if errors.Is(err, ErrNoPlatform) {
+			return nil, err
+		}
+		mirrorErrs = append(mirrorErrs, fmt.Sprintf("mirror %s: %v", m.Context().RegistryStr(), err))
+	}
+	src, err := c.resolveAt(ctx, r)
+	if err != nil && len(mirrorErrs) > 0 {
+		return nil, fmt.Errorf("%w (after %s)", err, strings.Join(mirrorErrs, "; "))
+	}
+	return src, err
+}
+
+func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, error) {
+	opts := c.remoteOptions(ctx)
+	got, err := remote.Get(r, opts...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	desc := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: digest.Digest(got.Digest.String()), Size: got.Size}
+	body := got.Manifest
+	if image.IsIndex(desc.MediaType) {
+		child, err := c.pickPlatform(body)
+		if err != nil {
+			return nil, err
+		}
+		got, err = remote.Get(r.Context().Digest(child.Digest.String()), opts...)
+		if err != nil {
+			return nil, classify(err)
+		}
+		body = got.Manifest
+		desc = ocispec.Descriptor{MediaType: string(got.MediaType), Digest: child.Digest, Size: int64(len(body))}
+	}
+	if got := digest.FromBytes(body); got != desc.Digest {
+		return nil, fmt.Errorf("manifest has digest %s, registry said %s", got, desc.Digest)
+	}
+	mt, err := image.ManifestMediaType(body)
+	if err != nil {
+		return nil, err
+	}
+	if !image.IsManifest(mt) {
+		return nil, fmt.Errorf("%s is a %s, not an image", desc.Digest, mt)
+	}
+	desc.MediaType = mt
+	return &source{repo: r.Context(), desc: desc, manifest: body}, nil
+}
+
+func (c *Client) pickPlatform(indexBytes []byte) (ocispec.Descriptor, error) {
+	var idx ocispec.Index
+	if err := json.Unmarshal(indexBytes, &idx); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("parse index: %w", err)
+	}
+	var have []string
+	for _, m := range idx.Manifests {
+		if m.Platform == nil || !image.IsManifest(m.MediaType) {
+			continue
+		}
+		if platformMatches(c.platform, *m.Platform) {
+			return m, nil
+		}
+		// Attestation manifests (buildx provenance/SBOM) are not platforms anyone can pick.
+		if m.Platform.OS != "unknown" {
+			have = append(have, platformString(*m.Platform))
+		}
+	}
+	if len(have) == 0 {
+		return ocispec.Descriptor{}, fmt.Errorf("%w %s: the index lists no platform images", ErrNoPlatform, platformString(c.platform))
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("%w %s: the image has %s", ErrNoPlatform, platformString(c.platform), strings.Join(have, ", "))
+}
+
+// platformMatches compares OS, architecture and variant, where an absent variant means the
+// architecture's baseline (arm64 is v8, amd64 is v1) and a wanted variant of "" accepts any.
+func platformMatches(want, have ocispec.Platform) bool {
+	if want.OS != have.OS || want.Architecture != have.Architecture {
+		return false
+	}
+	if want.Variant == "" {
+		return true
+	}
+	return normVariant(want) == normVariant(have)
+}
+
+func normVariant(p ocispec.Platform) string {
+	switch {
+	case p.Variant != "":
+		return p.Variant
+	case p.Architecture == "arm64":
+		return "v8"
+	case p.Architecture == "amd64":
+		return "v1"
+	}
+	return ""
+}
+
+func platformString(p ocispec.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+func (c *Client) fetchBlobs(ctx context.Context, repo name.Repository, blobs []ocispec.Descriptor, bs BlobStore, progress Progress) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan ocispec.Descriptor)
+	var wg sync.WaitGroup
+	for range min(concurrentBlobs, len(blobs)) {
+		wg.Go(func() {
+			for d := range jobs {
+				if err := c.fetchBlob(ctx, repo, d, bs, progress); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for _, d := range blobs {
+		select {
+		case jobs <- d:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Client) fetchBlob(ctx context.Context, repo name.Repository, d ocispec.Descriptor, bs BlobStore, progress Progress) error {
+	l, err := remote.Layer(repo.Digest(d.Digest.String()), c.remoteOptions(ctx)...)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, classify(err))
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, classify(err))
+	}
+	defer rc.Close()
+	r := &sizedReader{r: rc, desc: d, progress: progress}
+	if progress != nil {
+		progress(d, 0, d.Size)
+	}
+	if err := bs.Ingest(d.Digest, r); err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, classify(err))
+	}
+	return nil
+}
+
+// sizedReader enforces the manifest's size, so a registry cannot stream an endless body into the
+// store, and reports progress as bytes arrive.
+type sizedReader struct {
+	r        io.Reader
+	desc     ocispec.Descriptor
+	n        int64
+	progress Progress
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if s.n > s.desc.Size {
+		return n, fmt.Errorf("registry sent more than the %d bytes the manifest lists", s.desc.Size)
+	}
+	if s.progress != nil && n > 0 {
+		s.progress(s.desc, s.n, s.desc.Size)
+	}
+	if err == io.EOF && s.n < s.desc.Size {
+		return n, fmt.Errorf("registry sent %d of %d bytes: %w", s.n, s.desc.Size, io.ErrUnexpectedEOF)
+	}
+	return n, err
+}
+
+func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithTransport(c.roundTripper()),
+		remote.WithAuthFromKeychain(c.keychain),
+		remote.WithUserAgent("strata"),
+	}
+}
+
+// classify turns go-containerregistry errors into the three failures users act on differently.
+func classify(err error) error {
+	if err == nil || errors.Is(err, ErrUnreachable) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		switch {
+		case terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden ||
+			hasCode(terr, transport.UnauthorizedErrorCode, transport.DeniedErrorCode):
+			return fmt.Errorf("%w (%v)", ErrUnauthorized, err)
+		case terr.StatusCode == http.StatusNotFound ||
+			hasCode(terr, transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode):
+			return fmt.Errorf("%w (%v)", ErrNotFound, err)
+		}
+		return err
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) || errors.Is(err, errPlainHTTP) {
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return err
+}
+
+func hasCode(terr *transport.Error, codes ...transport.ErrorCode) bool {
+	for _, d := range terr.Errors {
+		for _, c := range codes {
+			if d.Code == c {
+				return true
+			}
+		}
+	}
+	return false
+}

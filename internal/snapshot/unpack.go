@@ -1,0 +1,388 @@
+// Package snapshot stores image layers unpacked in overlayfs format (one directory per layer,
+// whiteouts as 0/0 character devices, opaque directories marked with trusted.overlay.opaque), mounts
+// stacks of them with overlayfs, and turns an overlay upper directory back into a layer tar.
+package snapshot
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	// whiteoutMetaPrefix marks aufs bookkeeping entries (.wh..wh.plnk, .wh..wh.aufs); only the opaque
+	// marker among them means anything to an overlay.
+	whiteoutMetaPrefix = ".wh..wh."
+	whiteoutOpaque     = ".wh..wh..opq"
+
+	xattrOpaque    = "trusted.overlay.opaque"
+	overlayXattrNS = "trusted.overlay."
+	// userOverlayXattrNS is what overlayfs reads instead of trusted.overlay.* when mounted with
+	// userxattr (rootless); a layer must not smuggle it in either.
+	userOverlayXattrNS = "user.overlay."
+	paxXattrPrefix     = "SCHILY.xattr."
+)
+
+// Unpack applies an uncompressed layer tar into dir, which must exist and be empty, in overlay
+// format: `.wh.NAME` becomes a 0/0 character device NAME and `.wh..wh..opq` sets
+// trusted.overlay.opaque=y on its directory.
+//
+// Every entry stays inside dir: names are cleaned ("/abs" lands at dir/abs), names that climb out
+// with ".." are rejected, a symlink is never followed while resolving a later entry's parents (an entry
+// below a symlink is an error), and hardlink targets must name an entry inside dir. Parent directories
+// missing from the tar are created 0755 root:root. Because each layer is unpacked on its own, an
+// entry below a path that is a symlink in a *lower* layer lands in a real directory here; layers
+// written by Docker, BuildKit and Diff never contain that shape.
+//
+// Trusted.overlay.* and user.overlay.* xattrs carried by the tar are dropped so that a layer cannot forge overlay
+// metadata (redirects, metacopy) beyond the whiteouts the tar format itself expresses.
+func Unpack(r io.Reader, dir string) error {
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("unpack: open %s: %w", dir, err)
+	}
+	defer unix.Close(root)
+
+	u := &unpacker{root: root, dir: dir, dirTimes: map[string]*tar.Header{}}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("unpack: read tar: %w", err)
+		}
+		if err := u.entry(hdr, tr); err != nil {
+			return fmt.Errorf("unpack %q: %w", hdr.Name, err)
+		}
+	}
+	return u.finishDirs()
+}
+
+type unpacker struct {
+	root int
+	dir  string
+	// dirTimes holds directory headers whose mtimes are applied last: adding children bumps a
+	// directory's mtime, so setting it early would be undone.
+	dirTimes map[string]*tar.Header
+	copyBuf  [64 << 10]byte
+}
+
+// onlyWriter hides os.File's ReaderFrom, whose fallback for a non-file source allocates a fresh
+// buffer per file.
+type onlyWriter struct{ io.Writer }
+
+// cleanName turns a tar name into a path relative to the layer root, "" meaning the root itself.
+func cleanName(name string) (string, error) {
+	name = strings.TrimLeft(name, "/")
+	if name == "" {
+		return "", nil
+	}
+	c := path.Clean(name)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("path escapes the layer root")
+	}
+	if c == "." {
+		return "", nil
+	}
+	return c, nil
+}
+
+// openParent returns an O_PATH descriptor for the directory holding rel, creating missing parents,
+// and refusing to pass through anything that is not a real directory (in particular a symlink).
+func (u *unpacker) openParent(rel string, create bool) (int, string, error) {
+	parent, base := path.Split(rel)
+	fd, err := u.openDir(strings.TrimSuffix(parent, "/"), create)
+	if err != nil {
+		return -1, "", err
+	}
+	return fd, base, nil
+}
+
+func (u *unpacker) openDir(rel string, create bool) (int, error) {
+	fd, err := unix.Dup(u.root)
+	if err != nil {
+		return -1, err
+	}
+	if rel == "" {
+		return fd, nil
+	}
+	walked := ""
+	for _, comp := range strings.Split(rel, "/") {
+		walked = path.Join(walked, comp)
+		next, err := unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) && create {
+			if err = unix.Mkdirat(fd, comp, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+				next, err = unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+				return -1, fmt.Errorf("parent %q is not a directory (symlinks are not followed)", walked)
+			}
+			return -1, fmt.Errorf("open parent %q: %w", walked, err)
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// procPath names base inside the directory fd without resolving anything outside it, for the few
+// calls (xattrs, fchmod of a path) that have no *at form.
+func procPath(fd int, base string) string {
+	return "/proc/self/fd/" + strconv.Itoa(fd) + "/" + base
+}
+
+func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+	rel, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if rel == "" {
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("layer root must be a directory")
+		}
+		return u.applyDirMeta("", hdr)
+	}
+	base := path.Base(rel)
+
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		parentRel := path.Dir(rel)
+		if parentRel == "." {
+			parentRel = ""
+		}
+		if base == whiteoutOpaque {
+			fd, err := u.openDir(parentRel, true)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.Lsetxattr(procPath(fd, "."), xattrOpaque, []byte("y"), 0); err != nil {
+				return fmt.Errorf("mark opaque: %w", err)
+			}
+			return nil
+		}
+		if strings.HasPrefix(base, whiteoutMetaPrefix) {
+			return nil
+		}
+		name := strings.TrimPrefix(base, whiteoutPrefix)
+		if name == "" || name == "." || name == ".." {
+			return fmt.Errorf("invalid whiteout name")
+		}
+		fd, err := u.openDir(parentRel, true)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := removeExisting(fd, name, u.dir, path.Join(parentRel, name)); err != nil {
+			return err
+		}
+		if err := unix.Mknodat(fd, name, unix.S_IFCHR|0o000, 0); err != nil {
+			return fmt.Errorf("create whiteout: %w", err)
+		}
+		return setMeta(fd, name, hdr, false)
+	}
+
+	fd, base, err := u.openParent(rel, true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+
+	if hdr.Typeflag == tar.TypeDir {
+		var st unix.Stat_t
+		err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := removeExisting(fd, base, u.dir, rel); err != nil {
+				return err
+			}
+			err = unix.ENOENT
+		}
+		if errors.Is(err, unix.ENOENT) {
+			if err := unix.Mkdirat(fd, base, 0o700); err != nil {
+				return fmt.Errorf("mkdir: %w", err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("stat: %w", err)
+		}
+		return u.applyDirMeta(rel, hdr)
+	}
+
+	if err := removeExisting(fd, base, u.dir, rel); err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeGNUSparse:
+		f, err := unix.Openat(fd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		file := os.NewFile(uintptr(f), rel)
+		_, err = io.CopyBuffer(onlyWriter{file}, r, u.copyBuf[:])
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, fd, base); err != nil {
+			return fmt.Errorf("symlink: %w", err)
+		}
+	case tar.TypeLink:
+		target, err := cleanName(hdr.Linkname)
+		if err != nil || target == "" {
+			return fmt.Errorf("hardlink target %q is outside the layer", hdr.Linkname)
+		}
+		tfd, tbase, err := u.openParent(target, false)
+		if err != nil {
+			return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
+		}
+		err = unix.Linkat(tfd, tbase, fd, base, 0)
+		unix.Close(tfd)
+		if err != nil {
+			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+		}
+		// A hardlink shares the target's inode, so applying metadata again would only rewrite it.
+		return nil
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := uint32(unix.S_IFIFO)
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			mode = unix.S_IFCHR
+		case tar.TypeBlock:
+			mode = unix.S_IFBLK
+		}
+		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		if err := unix.Mknodat(fd, base, mode|0o600, dev); err != nil {
+			return fmt.Errorf("mknod: %w", err)
+		}
+	case tar.TypeXGlobalHeader:
+		return nil
+	default:
+		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
+	}
+	return setMeta(fd, base, hdr, hdr.Typeflag == tar.TypeSymlink)
+}
+
+// removeExisting makes room for an entry whose path an earlier entry already used: in a tar the
+// later entry wins.
+func removeExisting(fd int, base, dir, rel string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("stat existing: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := unix.Unlinkat(fd, base, 0); err != nil {
+			return fmt.Errorf("replace existing: %w", err)
+		}
+		return nil
+	}
+	// os.RemoveAll walks with *at calls and never follows symlinks; the parents of rel were
+	// just verified to be real directories.
+	if err := os.RemoveAll(path.Join(dir, rel)); err != nil {
+		return fmt.Errorf("replace existing directory: %w", err)
+	}
+	return nil
+}
+
+func (u *unpacker) applyDirMeta(rel string, hdr *tar.Header) error {
+	fd, err := u.openDir(rel, false)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := setMeta(fd, ".", hdr, false); err != nil {
+		return err
+	}
+	u.dirTimes[rel] = hdr
+	return nil
+}
+
+// setMeta applies owner, mode, xattrs and times. Owner goes first because chown clears set-id bits.
+func setMeta(dirfd int, base string, hdr *tar.Header, symlink bool) error {
+	if err := unix.Fchownat(dirfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	if !symlink {
+		if err := unix.Fchmodat(dirfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	for _, k := range sortedKeys(hdr.PAXRecords) {
+		if !strings.HasPrefix(k, paxXattrPrefix) {
+			continue
+		}
+		name := strings.TrimPrefix(k, paxXattrPrefix)
+		if strings.HasPrefix(name, overlayXattrNS) || strings.HasPrefix(name, userOverlayXattrNS) {
+			continue
+		}
+		if err := unix.Lsetxattr(procPath(dirfd, base), name, []byte(hdr.PAXRecords[k]), 0); err != nil {
+			return fmt.Errorf("set xattr %s: %w", name, err)
+		}
+	}
+	if symlink || hdr.Typeflag != tar.TypeDir {
+		return setTimes(dirfd, base, hdr)
+	}
+	return nil
+}
+
+func setTimes(dirfd int, base string, hdr *tar.Header) error {
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	if err := unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// finishDirs sets directory times deepest first, after every child has been written.
+func (u *unpacker) finishDirs() error {
+	rels := make([]string, 0, len(u.dirTimes))
+	for rel := range u.dirTimes {
+		rels = append(rels, rel)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(rels)))
+	for _, rel := range rels {
+		fd, err := u.openDir(rel, false)
+		if err != nil {
+			// A later entry may have replaced the directory; its own header then applied.
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return fmt.Errorf("unpack %q: %w", rel, err)
+		}
+		err = setTimes(fd, ".", u.dirTimes[rel])
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("unpack %q: %w", rel, err)
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

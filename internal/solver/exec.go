@@ -1,0 +1,485 @@
+package solver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/strata-build/strata/internal/copier"
+	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/snapshot"
+	"github.com/strata-build/strata/internal/store"
+	"github.com/strata-build/strata/internal/users"
+)
+
+// workspace is a writable overlay of a parent filesystem.
+type workspace struct {
+	dir, upper, work, merged string
+	mounted                  bool
+}
+
+func (s *solver) lowers(f fsState) ([]string, error) {
+	var lowers []string
+	for i := len(f.layers) - 1; i >= 0; i-- {
+		p, err := s.ensureSnapshot(f.layers[i])
+		if err != nil {
+			return nil, err
+		}
+		lowers = append(lowers, p)
+	}
+	return lowers, nil
+}
+
+// newWorkspace mounts parent layers with a fresh upper dir.
+func (s *solver) newWorkspace(f fsState) (*workspace, error) {
+	lowers, err := s.lowers(f)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := s.opts.Store.TempDir("ws-")
+	if err != nil {
+		return nil, err
+	}
+	w := &workspace{dir: dir, upper: filepath.Join(dir, "upper"), work: filepath.Join(dir, "work"), merged: filepath.Join(dir, "merged")}
+	for _, d := range []string{w.upper, w.work, w.merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if len(lowers) == 0 {
+		empty := filepath.Join(dir, "empty")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			return nil, err
+		}
+		lowers = []string{empty}
+	}
+	if err := snapshot.Mount(lowers, w.upper, w.work, w.merged); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("mount overlay: %w", err)
+	}
+	w.mounted = true
+	return w, nil
+}
+
+func (w *workspace) unmount() error {
+	if !w.mounted {
+		return nil
+	}
+	w.mounted = false
+	return snapshot.Unmount(w.merged)
+}
+
+func (w *workspace) remove() {
+	w.unmount()
+	os.RemoveAll(w.dir)
+}
+
+// mountRO mounts a filesystem read-only for reading (COPY --from, bind mounts).
+func (s *solver) mountRO(f fsState) (string, func(), error) {
+	lowers, err := s.lowers(f)
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := s.opts.Store.TempDir("ro-")
+	if err != nil {
+		return "", nil, err
+	}
+	if len(lowers) == 0 {
+		return dir, func() { os.RemoveAll(dir) }, nil
+	}
+	target := filepath.Join(dir, "merged")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		return "", nil, err
+	}
+	if err := snapshot.Mount(lowers, "", "", target); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("mount read-only: %w", err)
+	}
+	return target, func() { snapshot.Unmount(target); os.RemoveAll(dir) }, nil
+}
+
+// ensureSnapshot unpacks a layer blob once; every later build shares the directory.
+func (s *solver) ensureSnapshot(l store.Layer) (string, error) {
+	st := s.opts.Store
+	p := st.SnapshotPath(l.DiffID)
+	if st.HasSnapshot(l.DiffID) {
+		return p, nil
+	}
+	rc, err := st.Open(l.Digest)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	r, err := decompress(rc, l.MediaType)
+	if err != nil {
+		return "", fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer r.Close()
+	tmp, err := st.TempDir("unpack-")
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(tmp, "fs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := snapshot.Unpack(r, dir); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	if err := st.CommitSnapshot(dir, l.DiffID); err != nil {
+		return "", err
+	}
+	os.RemoveAll(tmp)
+	return p, nil
+}
+
+// execute runs a step that missed and commits its layer.
+func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step, ss *stageState, in *inputs, v *progress.Vertex) (*store.Record, error) {
+	ws, err := s.newWorkspace(ss.fs)
+	if err != nil {
+		return nil, err
+	}
+	defer ws.remove()
+	switch step.Kind {
+	case graph.KindWorkdir:
+		err = mkdirAllIn(ws.merged, step.Workdir)
+	case graph.KindCopy, graph.KindAdd:
+		err = s.doCopy(step, ws, in)
+	case graph.KindRun:
+		err = s.doRun(ctx, step, ws, in, v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ws.unmount(); err != nil {
+		return nil, err
+	}
+	return s.commitLayer(ws.upper)
+}
+
+// mkdirAllIn creates dir inside root, resolving symlinks as the container would.
+func mkdirAllIn(root, dir string) error {
+	p, err := securePath(root, dir)
+	if err != nil {
+		return err
+	}
+	return os.MkdirAll(p, 0o755)
+}
+
+func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
+	c := step.Copy
+	opts := copier.Options{Parents: c.Parents, Workdir: step.Dir, Unpack: c.Unpack}
+	if c.Chown != "" {
+		id, err := users.Lookup(ws.merged, c.Chown)
+		if err != nil {
+			return fmt.Errorf("--chown=%s: %w", c.Chown, err)
+		}
+		opts.Chown = &copier.Owner{UID: int(id.UID), GID: int(id.GID)}
+	}
+	if c.Chmod != "" {
+		m, err := strconv.ParseUint(c.Chmod, 8, 32)
+		if err != nil || m > 0o7777 {
+			return fmt.Errorf("--chmod=%s: only octal modes are supported (e.g. --chmod=0755)", c.Chmod)
+		}
+		fm := fileModeFromUnix(uint32(m))
+		opts.Chmod = &fm
+	}
+	dest := copyDest(step)
+	for _, src := range in.srcs {
+		o := opts
+		o.FromContext = src.ctx
+		if err := copier.Copy(src.root, src.sel, ws.merged, dest, o); err != nil {
+			return err
+		}
+	}
+	for _, f := range c.Files {
+		target := dest
+		if strings.HasSuffix(dest, "/") {
+			target = path.Join(dest, f.Name)
+		}
+		o := opts
+		o.FromContext = true
+		data := f.Data
+		if f.Chomp {
+			data = strings.TrimSuffix(data, "\n")
+		}
+		if err := copier.WriteFile(ws.merged, target, []byte(data), o); err != nil {
+			return err
+		}
+	}
+	for _, u := range in.urls {
+		target := dest
+		if strings.HasSuffix(dest, "/") {
+			target = path.Join(dest, u.name)
+		}
+		data, err := os.ReadFile(u.path)
+		if err != nil {
+			return err
+		}
+		o := opts
+		o.FromContext = true
+		if err := copier.WriteFile(ws.merged, target, data, o); err != nil {
+			return err
+		}
+		p, err := securePath(ws.merged, target)
+		if err == nil && opts.Chmod == nil {
+			os.Chmod(p, 0o600)
+		}
+	}
+	return nil
+}
+
+func fileModeFromUnix(m uint32) fs.FileMode {
+	fm := fs.FileMode(m & 0o777)
+	if m&syscall.S_ISUID != 0 {
+		fm |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		fm |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		fm |= fs.ModeSticky
+	}
+	return fm
+}
+
+func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in *inputs, v *progress.Vertex) error {
+	r := step.Run
+	network := r.Network
+	if network == "" || network == "default" {
+		network = s.opts.Network
+	}
+	spec := executor.Spec{
+		ID:       "strata-" + randomID(),
+		Rootfs:   ws.merged,
+		Args:     r.Args,
+		Env:      append([]string(nil), r.Env...),
+		User:     r.User,
+		Cwd:      r.Cwd,
+		Network:  network,
+		Insecure: r.Security == "insecure",
+	}
+	if spec.Cwd == "" {
+		spec.Cwd = "/"
+	}
+	if len(r.Files) > 0 {
+		dir := filepath.Join(ws.dir, "pipes")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		for _, f := range r.Files {
+			data := f.Data
+			if f.Chomp {
+				data = strings.TrimSuffix(data, "\n")
+			}
+			if err := os.WriteFile(filepath.Join(dir, path.Base(f.Name)), []byte(data), 0o755); err != nil {
+				return err
+			}
+		}
+		spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: dir, Target: "/dev/pipes", ReadOnly: true})
+	}
+	for i, m := range r.Mounts {
+		target := m.Target
+		if !path.IsAbs(target) {
+			target = path.Join(spec.Cwd, target)
+		}
+		switch m.Type {
+		case "bind":
+			src := in.mounts[m.Target]
+			// Mount a copy of exactly the selected files: what the key covers is all the step sees,
+			// and changes made through a rw bind are discarded with it.
+			dir := filepath.Join(ws.dir, "bind"+strconv.Itoa(i))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return err
+			}
+			o := copier.Options{FromContext: src.ctx}
+			dest := "/"
+			if len(src.sel.Matches) == 1 && !src.sel.Matches[0].IsDir {
+				dest = "/" + path.Base(src.sel.Matches[0].Path)
+			}
+			if err := copier.Copy(src.root, src.sel, dir, dest, o); err != nil {
+				return fmt.Errorf("mount %s: %w", m.Target, err)
+			}
+			srcPath := dir
+			if dest != "/" {
+				srcPath = filepath.Join(dir, dest)
+			}
+			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: srcPath, Target: target, ReadOnly: m.ReadOnly})
+		case "cache":
+			id := m.ID
+			if id == "" {
+				id = target
+			}
+			dir, err := s.opts.Store.CacheMountDir(id)
+			if err != nil {
+				return err
+			}
+			unlock, err := lockCacheDir(ctx, dir, m.Sharing)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			data := filepath.Join(dir, "data")
+			if _, err := os.Stat(data); errors.Is(err, fs.ErrNotExist) {
+				tmp := data + ".new-" + randomID()
+				mode := uint32(0o755)
+				if m.Mode != nil {
+					mode = *m.Mode
+				}
+				if err := os.Mkdir(tmp, fs.FileMode(mode)); err != nil {
+					return err
+				}
+				os.Chmod(tmp, fs.FileMode(mode))
+				uid, gid := 0, 0
+				if m.UID != nil {
+					uid = *m.UID
+				}
+				if m.GID != nil {
+					gid = *m.GID
+				}
+				os.Lchown(tmp, uid, gid)
+				if err := os.Rename(tmp, data); err != nil {
+					os.Remove(tmp)
+				}
+			}
+			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: data, Target: target, ReadOnly: m.ReadOnly})
+		case "tmpfs":
+			opts := []string{"nosuid", "nodev"}
+			if m.Size > 0 {
+				opts = append(opts, "size="+strconv.FormatInt(m.Size, 10))
+			}
+			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "tmpfs", Source: "tmpfs", Target: target, Options: opts})
+		case "secret":
+			val, ok := s.opts.Secrets[m.ID]
+			if !ok {
+				continue // not required and not given: BuildKit skips the mount
+			}
+			if m.Env != "" {
+				spec.Env = append(spec.Env, m.Env+"="+string(val))
+				if m.Target == "" {
+					continue
+				}
+			}
+			if m.Target == "" {
+				target = "/run/secrets/" + m.ID
+			}
+			p, cleanup, err := secretFile(val, m)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: p, Target: target, ReadOnly: true})
+		}
+	}
+	out := v.Writer()
+	tail := &tailBuffer{max: 4096}
+	spec.Stdout = io.MultiWriter(out, tail)
+	spec.Stderr = io.MultiWriter(out, tail)
+	err := executor.Run(ctx, s.opts.Runtime, spec)
+	progress.Flush(out)
+	if err != nil {
+		var ee *executor.ExitError
+		if errors.As(err, &ee) {
+			msg := fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(r.Args, " "), ee.Code)
+			if t := strings.TrimSpace(tail.String()); t != "" {
+				msg += "\n" + lastLines(t, 10)
+			}
+			return errors.New(msg)
+		}
+		return err
+	}
+	return nil
+}
+
+// secretFile writes a secret to memory-backed storage, never the store, and returns its path.
+func secretFile(val []byte, m *graph.Mount) (string, func(), error) {
+	dir, err := os.MkdirTemp("/dev/shm", "strata-secret-")
+	if err != nil {
+		return "", nil, fmt.Errorf("secret %s: %w", m.ID, err)
+	}
+	mode := fs.FileMode(0o400)
+	if m.Mode != nil {
+		mode = fs.FileMode(*m.Mode)
+	}
+	p := filepath.Join(dir, "secret")
+	if err := os.WriteFile(p, val, mode); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("secret %s: %w", m.ID, err)
+	}
+	os.Chmod(p, mode)
+	uid, gid := 0, 0
+	if m.UID != nil {
+		uid = *m.UID
+	}
+	if m.GID != nil {
+		gid = *m.GID
+	}
+	os.Lchown(p, uid, gid)
+	return p, func() { os.RemoveAll(dir) }, nil
+}
+
+// lockCacheDir implements sharing=locked (one user at a time); shared needs no lock, and private
+// is served as locked, which is correct, only less parallel.
+func lockCacheDir(ctx context.Context, dir, sharing string) (func(), error) {
+	if sharing == "" || sharing == "shared" {
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return func() { f.Close() }, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, context.Cause(ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,431 @@
+package solver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/graph"
+)
+
+// keyVersion changes whenever the meaning of a key changes, so old records can never be served.
+const keyVersion = 1
+
+// maxSummaryFiles bounds per-file digests kept for miss reasons; past it only the total is kept.
+const maxSummaryFiles = 2000
+
+// source is a filesystem a step reads (the context, a stage, an image) with the selection made on it.
+type source struct {
+	root string
+	sel  *contenthash.Selection
+	ctx  bool // a context directory (owner defaults to 0:0 when copied)
+}
+
+// inputs is everything a step reads besides its parent filesystem, resolved before the key.
+type inputs struct {
+	def      map[string]any
+	srcs     []source          // COPY/ADD sources, one per Source (one today)
+	mounts   map[string]source // RUN --mount bind sources by target
+	urls     []urlFile         // ADD https://…
+	cleanups []func()
+}
+
+type urlFile struct {
+	url, name, path string
+	digest          digest.Digest
+}
+
+func (in *inputs) release() {
+	for i := len(in.cleanups) - 1; i >= 0; i-- {
+		in.cleanups[i]()
+	}
+}
+
+func (in *inputs) key(step *graph.Step, parent digest.Digest) string {
+	doc := map[string]any{"v": keyVersion, "kind": string(step.Kind), "def": in.def, "parent": parent}
+	var sel []string
+	for _, s := range in.srcs {
+		sel = append(sel, string(s.sel.Digest))
+	}
+	doc["srcs"] = sel
+	m := map[string]string{}
+	for t, s := range in.mounts {
+		m[t] = string(s.sel.Digest)
+	}
+	doc["mounts"] = m
+	var u []string
+	for _, f := range in.urls {
+		u = append(u, f.url+" "+string(f.digest))
+	}
+	doc["urls"] = u
+	data, _ := json.Marshal(doc)
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}
+
+// summary is what a later miss is explained against.
+func (in *inputs) summary(step *graph.Step, parent digest.Digest) map[string]string {
+	m := map[string]string{"instruction": step.Text, "parent": string(parent)}
+	if step.Stage != nil && step.Stage.Base.Digest != "" {
+		m["base"] = step.Stage.Base.Image + "@" + step.Stage.Base.Digest
+	}
+	defJSON, _ := json.Marshal(in.def)
+	m["def"] = digest.FromBytes(defJSON).String()
+	if step.Run != nil {
+		for _, kv := range step.Run.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			m["env:"+k] = shortHash(v)
+		}
+	}
+	n := 0
+	for _, s := range in.srcs {
+		n += len(s.sel.Files)
+	}
+	for _, s := range in.srcs {
+		m["sel"] += string(s.sel.Digest)
+		if n <= maxSummaryFiles {
+			for _, f := range s.sel.Files {
+				m["file:"+f.Path] = fileSig(f)
+			}
+		}
+	}
+	for t, s := range in.mounts {
+		m["mount:"+t] = string(s.sel.Digest)
+	}
+	for _, f := range in.urls {
+		m["url:"+f.url] = string(f.digest)
+	}
+	return m
+}
+
+func fileSig(f contenthash.File) string {
+	return fmt.Sprintf("%o %s %s %d:%d", uint32(f.Mode), f.Digest, f.Link, f.UID, f.GID)
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:8])
+}
+
+// inputs resolves what step reads. Stage and image sources stay mounted until release.
+func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, ss *stageState) (*inputs, error) {
+	in := &inputs{mounts: map[string]source{}}
+	ok := false
+	defer func() {
+		if !ok {
+			in.release()
+		}
+	}()
+	switch step.Kind {
+	case graph.KindWorkdir:
+		in.def = map[string]any{"dir": step.Workdir}
+	case graph.KindCopy, graph.KindAdd:
+		c := step.Copy
+		in.def = map[string]any{
+			"srcs": c.Srcs, "dest": copyDest(step), "chown": c.Chown, "chmod": c.Chmod,
+			"link": c.Link, "parents": c.Parents, "excludes": c.Excludes, "unpack": c.Unpack,
+			"files": c.Files, "keepGit": c.KeepGit, "checksum": c.Checksum,
+			"from": fromIdentity(c.From),
+		}
+		if len(c.Srcs) > 0 {
+			src, err := s.selectFrom(ctx, c.From, c.Srcs, c.Excludes, in)
+			if err != nil {
+				return nil, err
+			}
+			in.srcs = append(in.srcs, src)
+		}
+		for _, u := range c.URLs {
+			f, err := s.fetchURL(ctx, u, c.Checksum)
+			if err != nil {
+				return nil, err
+			}
+			in.cleanups = append(in.cleanups, func() { os.Remove(f.path) })
+			in.urls = append(in.urls, f)
+		}
+	case graph.KindRun:
+		r := step.Run
+		network := r.Network
+		if network == "" || network == "default" {
+			network = s.opts.Network
+		}
+		var mounts []map[string]any
+		for _, m := range r.Mounts {
+			md := map[string]any{
+				"type": m.Type, "target": m.Target, "source": m.Source, "id": m.ID, "sharing": m.Sharing,
+				"ro": m.ReadOnly, "mode": m.Mode, "uid": m.UID, "gid": m.GID, "size": m.Size,
+				"required": m.Required, "env": m.Env,
+			}
+			if m.From != nil {
+				md["from"] = fromIdentity(*m.From)
+			}
+			mounts = append(mounts, md)
+			switch m.Type {
+			case "bind":
+				from := graph.Source{}
+				if m.From != nil {
+					from = *m.From
+				}
+				srcPath := m.Source
+				if srcPath == "" {
+					srcPath = "."
+				}
+				src, err := s.selectFrom(ctx, from, []string{srcPath}, nil, in)
+				if err != nil {
+					return nil, fmt.Errorf("mount %s: %w", m.Target, err)
+				}
+				in.mounts[m.Target] = src
+			case "ssh":
+				return nil, fmt.Errorf("RUN --mount=type=ssh is not supported yet")
+			case "secret":
+				if _, ok := s.opts.Secrets[m.ID]; !ok && m.Required {
+					return nil, fmt.Errorf("secret %q is required but was not given: pass --secret id=%s,src=FILE", m.ID, m.ID)
+				}
+			case "cache", "tmpfs":
+			default:
+				return nil, fmt.Errorf("unknown mount type %q", m.Type)
+			}
+		}
+		if r.Security == "insecure" && !s.opts.AllowInsecure {
+			return nil, fmt.Errorf("RUN --security=insecure needs --allow security.insecure")
+		}
+		in.def = map[string]any{
+			"args": r.Args, "env": r.Env, "user": r.User, "cwd": r.Cwd, "network": network,
+			"security": r.Security, "mounts": mounts, "files": r.Files,
+		}
+	default:
+		return nil, fmt.Errorf("internal error: step kind %q has no inputs", step.Kind)
+	}
+	ok = true
+	return in, nil
+}
+
+func fromIdentity(src graph.Source) string {
+	switch {
+	case src.Stage != nil:
+		return "stage" // the selection digest carries what was read
+	case src.Image != "":
+		return "image"
+	case src.Context != "":
+		return "context:" + src.Context
+	}
+	return "context"
+}
+
+// copyDest makes a COPY destination absolute against the step's WORKDIR, keeping a trailing slash.
+func copyDest(step *graph.Step) string {
+	d := step.Copy.Dest
+	if path.IsAbs(d) {
+		return d
+	}
+	dir := step.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	j := path.Join(dir, d)
+	if strings.HasSuffix(d, "/") || d == "." || strings.HasSuffix(d, "/.") {
+		j += "/"
+	}
+	return j
+}
+
+// selectFrom selects srcs in a context, stage or image.
+func (s *solver) selectFrom(ctx context.Context, from graph.Source, srcs, excludes []string, in *inputs) (source, error) {
+	switch {
+	case from.Stage != nil:
+		dep, err := s.wait(ctx, from.Stage)
+		if err != nil {
+			return source{}, err
+		}
+		root, cleanup, err := s.mountRO(dep.fs)
+		if err != nil {
+			return source{}, err
+		}
+		in.cleanups = append(in.cleanups, cleanup)
+		cs := &contenthash.Source{Root: root, Owners: true}
+		sel, err := cs.Select(srcs, excludes)
+		if err != nil {
+			return source{}, fmt.Errorf("stage %s: %w", from.Stage.DisplayName(), err)
+		}
+		return source{root: root, sel: sel}, nil
+	case from.Image != "":
+		base, err := s.opts.Images.Load(ctx, from.Image, "")
+		if err != nil {
+			return source{}, err
+		}
+		root, cleanup, err := s.mountRO(base.fs)
+		if err != nil {
+			return source{}, err
+		}
+		in.cleanups = append(in.cleanups, cleanup)
+		cs := &contenthash.Source{Root: root, Owners: true}
+		sel, err := cs.Select(srcs, excludes)
+		if err != nil {
+			return source{}, fmt.Errorf("image %s: %w", from.Image, err)
+		}
+		return source{root: root, sel: sel}, nil
+	case from.Context != "":
+		dir, ok := s.opts.NamedContexts[from.Context]
+		if !ok {
+			return source{}, fmt.Errorf("build context %q was not given: pass --build-context %s=DIR", from.Context, from.Context)
+		}
+		cs := &contenthash.Source{Root: dir, NormalizePerms: s.opts.NormalizePerms}
+		sel, err := cs.Select(srcs, excludes)
+		if err != nil {
+			return source{}, err
+		}
+		return source{root: dir, sel: sel, ctx: true}, nil
+	default:
+		cs := &contenthash.Source{Root: s.opts.ContextDir, Ignore: s.opts.Ignore, StatCache: s.opts.StatCache, NormalizePerms: s.opts.NormalizePerms}
+		sel, err := cs.Select(srcs, excludes)
+		if err != nil {
+			return source{}, err
+		}
+		return source{root: s.opts.ContextDir, sel: sel, ctx: true}, nil
+	}
+}
+
+// fetchURL downloads an ADD URL into scratch space; its content digest is the step's input.
+func (s *solver) fetchURL(ctx context.Context, u, checksum string) (urlFile, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return urlFile{}, fmt.Errorf("ADD %s: %w", u, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return urlFile{}, fmt.Errorf("ADD %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return urlFile{}, fmt.Errorf("ADD %s: server answered %s", u, resp.Status)
+	}
+	dir, err := s.opts.Store.TempDir("url-")
+	if err != nil {
+		return urlFile{}, err
+	}
+	name := path.Base(req.URL.Path)
+	if name == "/" || name == "." || name == "" {
+		name = "index.html"
+	}
+	p := filepath.Join(dir, name)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return urlFile{}, err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return urlFile{}, fmt.Errorf("ADD %s: %w", u, err)
+	}
+	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	if checksum != "" && checksum != d.String() {
+		return urlFile{}, fmt.Errorf("ADD %s: checksum mismatch: expected %s, got %s", u, checksum, d)
+	}
+	return urlFile{url: u, name: name, path: p, digest: d}, nil
+}
+
+// explain says why a step missed, comparing with the last inputs seen at the same position.
+func explain(prev, cur map[string]string) string {
+	if prev == nil {
+		return "no earlier build of this step"
+	}
+	if prev["instruction"] != cur["instruction"] {
+		return "instruction changed"
+	}
+	if prev["base"] != cur["base"] && cur["base"] != "" {
+		ref, dg, _ := strings.Cut(cur["base"], "@")
+		return fmt.Sprintf("base image %s now resolves to %s", ref, dg)
+	}
+	if prev["parent"] != cur["parent"] {
+		return "parent step changed"
+	}
+	var envs []string
+	for k, v := range cur {
+		if strings.HasPrefix(k, "env:") && prev[k] != v {
+			envs = append(envs, strings.TrimPrefix(k, "env:"))
+		}
+	}
+	for k := range prev {
+		if _, ok := cur[k]; !ok && strings.HasPrefix(k, "env:") {
+			envs = append(envs, strings.TrimPrefix(k, "env:"))
+		}
+	}
+	if len(envs) > 0 {
+		sort.Strings(envs)
+		return "build arg or env " + strings.Join(envs, ", ") + " changed"
+	}
+	if r := fileChanges(prev, cur); r != "" {
+		return r
+	}
+	for k, v := range cur {
+		if strings.HasPrefix(k, "mount:") && prev[k] != v {
+			return "files in mount " + strings.TrimPrefix(k, "mount:") + " changed"
+		}
+		if strings.HasPrefix(k, "url:") && prev[k] != v {
+			return "content of " + strings.TrimPrefix(k, "url:") + " changed"
+		}
+	}
+	if prev["sel"] != cur["sel"] {
+		return "source files changed"
+	}
+	if prev["def"] != cur["def"] {
+		return "instruction options changed"
+	}
+	return "no cache record (pruned or never stored)"
+}
+
+// fileChanges names the first changed file and counts the rest.
+func fileChanges(prev, cur map[string]string) string {
+	var changed []string
+	modeOnly := map[string]bool{}
+	for k, v := range cur {
+		if !strings.HasPrefix(k, "file:") {
+			continue
+		}
+		p, ok := prev[k]
+		if !ok {
+			changed = append(changed, strings.TrimPrefix(k, "file:")+" added")
+			continue
+		}
+		if p != v {
+			name := strings.TrimPrefix(k, "file:")
+			pm, prest, _ := strings.Cut(p, " ")
+			cm, crest, _ := strings.Cut(v, " ")
+			if prest == crest && pm != cm {
+				modeOnly[name] = true
+				changed = append(changed, "file mode changed on "+name)
+			} else {
+				changed = append(changed, name+" changed")
+			}
+		}
+	}
+	for k := range prev {
+		if strings.HasPrefix(k, "file:") {
+			if _, ok := cur[k]; !ok {
+				changed = append(changed, strings.TrimPrefix(k, "file:")+" removed")
+			}
+		}
+	}
+	if len(changed) == 0 {
+		return ""
+	}
+	sort.Strings(changed)
+	if len(changed) == 1 {
+		return changed[0]
+	}
+	return fmt.Sprintf("%s (+%d files)", changed[0], len(changed)-1)
+}

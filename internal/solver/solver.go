@@ -1,0 +1,195 @@
+// Package solver turns a build graph into layers: for every step it computes the cache key, looks
+// it up in the store, and on a miss executes the step (COPY/ADD through the copier, RUN through the
+// executor, both on an overlay of the parent's snapshots). Independent stages run in parallel. It
+// emits progress events and never prints.
+package solver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// Options configure one solve.
+type Options struct {
+	Store    *store.Store
+	Images   *Resolver // also resolves COPY --from=image and RUN --mount from=image
+	Progress *progress.Recorder
+
+	ContextDir    string
+	NamedContexts map[string]string // name → local directory
+	Ignore        []string          // .dockerignore patterns of the main context
+	StatCache     *contenthash.StatCache
+
+	NoCache        bool
+	NoCacheFilter  []string // stage names that ignore the cache
+	NormalizePerms bool
+
+	Runtime       executor.Config
+	Network       string            // default network mode for RUN
+	Secrets       map[string][]byte // --secret id → value (never logged, keyed or stored)
+	AllowInsecure bool              // --allow security.insecure
+	Compression   string            // gzip (default) or zstd
+
+	// Position prefixes step positions in the miss-reason history (Dockerfile path + target), so
+	// a miss is explained against the last build of the same Dockerfile.
+	Position string
+}
+
+// Result is the built target.
+type Result struct {
+	Image  *image.Image
+	Layers []store.Layer // bottom first, for exporters that need the filesystem
+	Steps  []StepResult
+}
+
+// StepResult says how one step went (for tests and build records).
+type StepResult struct {
+	Stage  string
+	Pos    int
+	Text   string
+	Cached bool
+	Reason string
+	Key    string
+}
+
+// fsState is a filesystem: its layers and its identity (chain of content IDs, no timestamps).
+type fsState struct {
+	layers []store.Layer
+	chain  digest.Digest
+}
+
+func (f fsState) with(l store.Layer) fsState {
+	return fsState{
+		layers: append(append([]store.Layer(nil), f.layers...), l),
+		chain:  chainOf(f.chain, l.ContentID),
+	}
+}
+
+func chainOf(parent, id digest.Digest) digest.Digest {
+	return digest.FromString(string(parent) + " " + string(id))
+}
+
+type stageState struct {
+	done    chan struct{}
+	err     error
+	fs      fsState
+	history []ocispec.History
+	created time.Time
+}
+
+type solver struct {
+	opts    Options
+	stages  map[*graph.Stage]*stageState
+	mu      sync.Mutex
+	results []StepResult
+}
+
+// Solve builds b.Target and returns its image, stored in the store (not tagged).
+func Solve(ctx context.Context, b *graph.Build, opts Options) (*Result, error) {
+	if opts.Compression == "" {
+		opts.Compression = "gzip"
+	}
+	if opts.Network == "" {
+		opts.Network = "default"
+	}
+	s := &solver{opts: opts, stages: map[*graph.Stage]*stageState{}}
+	for _, st := range b.Stages {
+		s.stages[st] = &stageState{done: make(chan struct{})}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, st := range b.Stages {
+		wg.Add(1)
+		go func(st *graph.Stage) {
+			defer wg.Done()
+			ss := s.stages[st]
+			defer close(ss.done)
+			ss.err = s.runStage(ctx, st, ss)
+			if ss.err != nil {
+				cancel(ss.err)
+			}
+		}(st)
+	}
+	wg.Wait()
+	// Report the first real failure, not the cancellations it caused in other stages.
+	var first error
+	for _, st := range b.Stages {
+		if err := s.stages[st].err; err != nil {
+			if first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+				first = err
+			}
+		}
+	}
+	if first != nil {
+		if cause := context.Cause(ctx); cause != nil && errors.Is(first, context.Canceled) && !errors.Is(cause, context.Canceled) {
+			first = cause
+		}
+		return nil, first
+	}
+	tgt := s.stages[b.Target]
+	img, err := s.assemble(b, b.Target, tgt)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Image: img, Layers: tgt.fs.layers, Steps: s.results}, nil
+}
+
+// wait blocks until dep is built.
+func (s *solver) wait(ctx context.Context, dep *graph.Stage) (*stageState, error) {
+	ss, ok := s.stages[dep]
+	if !ok {
+		return nil, fmt.Errorf("internal error: stage %s not scheduled", dep.DisplayName())
+	}
+	select {
+	case <-ss.done:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	if ss.err != nil {
+		return nil, fmt.Errorf("stage %s failed", dep.DisplayName())
+	}
+	return ss, nil
+}
+
+func (s *solver) noCache(st *graph.Stage) bool {
+	if s.opts.NoCache {
+		return true
+	}
+	for _, n := range s.opts.NoCacheFilter {
+		if strings.EqualFold(n, st.Name) || n == fmt.Sprint(st.Index) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *solver) record(r StepResult) {
+	s.mu.Lock()
+	s.results = append(s.results, r)
+	s.mu.Unlock()
+}
+
+// StepError ties a failure to its Dockerfile line.
+type StepError struct {
+	Line int
+	Text string
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }

@@ -1,0 +1,172 @@
+package solver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/store"
+)
+
+func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) error {
+	total := 1
+	for _, step := range st.Steps {
+		if step.Kind != graph.KindMeta {
+			total++
+		}
+	}
+	multi := len(s.stages) > 1
+	label := func(pos int) string {
+		if multi || st.Name != "" {
+			return fmt.Sprintf("[%s %d/%d]", st.DisplayName(), pos, total)
+		}
+		return fmt.Sprintf("[%d/%d]", pos, total)
+	}
+
+	// FROM
+	v := s.opts.Progress.Start(label(1) + " " + baseText(st))
+	switch {
+	case st.Base.Scratch:
+		ss.fs = fsState{}
+		v.Done()
+	case st.Base.Stage != nil:
+		dep, err := s.wait(ctx, st.Base.Stage)
+		if err != nil {
+			v.Fail(err)
+			return err
+		}
+		ss.fs = dep.fs
+		ss.history = append([]ocispec.History(nil), dep.history...)
+		ss.created = dep.created
+		v.Cached()
+	default:
+		base, err := s.opts.Images.Load(ctx, st.Base.Image, st.Base.Digest)
+		if err != nil {
+			err = &StepError{Line: st.Base.Line, Text: st.Base.Text, Err: err}
+			v.Fail(err)
+			return err
+		}
+		ss.fs = base.fs
+		ss.history = base.history
+		ss.created = base.created
+		v.Cached()
+	}
+
+	pos := 1
+	for _, step := range st.Steps {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		if step.Kind == graph.KindMeta {
+			ss.history = append(ss.history, ocispec.History{
+				Created:    timePtr(ss.created),
+				CreatedBy:  step.CreatedBy,
+				Comment:    "buildkit.dockerfile.v0",
+				EmptyLayer: true,
+			})
+			continue
+		}
+		pos++
+		v := s.opts.Progress.Start(label(pos) + " " + step.Text)
+		if err := s.runStep(ctx, st, step, ss, v); err != nil {
+			var se *StepError
+			if !errors.As(err, &se) {
+				err = &StepError{Line: step.Line, Text: step.Text, Err: err}
+			}
+			v.Fail(err)
+			return err
+		}
+	}
+	return nil
+}
+
+func baseText(st *graph.Stage) string {
+	switch {
+	case st.Base.Scratch:
+		return "FROM scratch"
+	case st.Base.Stage != nil:
+		return "FROM " + st.Base.Stage.DisplayName()
+	default:
+		ref := st.Base.Image
+		if st.Base.Digest != "" {
+			ref += "@" + st.Base.Digest
+		}
+		return "FROM " + ref
+	}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// runStep resolves a step's key, serves it from the cache or runs it, and advances the stage.
+func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step, ss *stageState, v *progress.Vertex) error {
+	in, err := s.inputs(ctx, st, step, ss)
+	if err != nil {
+		return err
+	}
+	defer in.release()
+	key := in.key(step, ss.fs.chain)
+	position := fmt.Sprintf("%s|%s|%d", s.opts.Position, st.DisplayName(), step.Pos)
+	summary := in.summary(step, ss.fs.chain)
+	res := StepResult{Stage: st.DisplayName(), Pos: step.Pos, Text: step.Text, Key: key}
+
+	var rec *store.Record
+	if !s.noCache(st) {
+		rec, err = s.opts.Store.GetRecord(key)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if rec != nil {
+		v.Cached()
+		res.Cached = true
+	} else {
+		reason := "--no-cache"
+		if !s.noCache(st) {
+			prev, _ := s.opts.Store.Last(position)
+			reason = explain(prev, summary)
+		}
+		res.Reason = reason
+		v.Miss(reason)
+		rec, err = s.execute(ctx, st, step, ss, in, v)
+		if err != nil {
+			return err
+		}
+		rec.Key = key
+		rec.Step = st.DisplayName() + " " + step.Text
+		rec.Elapsed = v.Elapsed()
+		if err := s.opts.Store.PutRecord(rec); err != nil {
+			return err
+		}
+		v.Done()
+	}
+	s.opts.Store.SetLast(position, summary)
+	s.record(res)
+
+	created := rec.Created
+	if created.Before(ss.created) {
+		created = ss.created
+	}
+	h := ocispec.History{Created: timePtr(rec.Created), CreatedBy: step.CreatedBy, Comment: "buildkit.dockerfile.v0", EmptyLayer: rec.Empty}
+	ss.history = append(ss.history, h)
+	ss.created = created
+	if !rec.Empty {
+		l, err := s.opts.Store.GetLayer(rec.Layer)
+		if err != nil {
+			return fmt.Errorf("layer %s of cached step: %w", rec.Layer, err)
+		}
+		ss.fs = ss.fs.with(l)
+	}
+	return nil
+}

@@ -1,0 +1,548 @@
+// Package store is strata's on-disk state: content-addressed blobs, unpacked layer snapshots, the
+// cache index (step key → result), local image tags and cache-mount directories. Every file becomes
+// visible only complete (temp file, fsync, rename), so several strata processes can share one store
+// and a killed build never leaves anything half-written behind a real name.
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Store is one store root.
+type Store struct {
+	root    string
+	lock    *os.File // shared flock held while a build runs; prune takes it exclusively
+	tmpDir  string   // this process's scratch dir under tmp/, removed on Close
+	tmpLock *os.File // flock on tmpDir/.lock proves the owner is alive
+}
+
+// DefaultRoot is /var/lib/strata for root, $XDG_DATA_HOME/strata otherwise; STRATA_ROOT overrides.
+func DefaultRoot() string {
+	if r := os.Getenv("STRATA_ROOT"); r != "" {
+		return r
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/strata"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "strata")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "strata")
+}
+
+var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records"}
+
+// Open creates the layout if needed, takes the shared lock, and clears scratch dirs left by dead
+// processes. exclusive is for prune/GC, which must not run beside a build.
+func Open(root string, exclusive bool) (*Store, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", root, err)
+		}
+	}
+	s := &Store{root: root}
+	lf, err := os.OpenFile(filepath.Join(root, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store lock: %w", err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(lf.Fd()), how); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("lock store %s: %w", root, err)
+	}
+	s.lock = lf
+	s.cleanStaleTmp()
+	tmp, err := os.MkdirTemp(filepath.Join(root, "tmp"), "p"+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store scratch dir: %w", err)
+	}
+	tl, err := os.OpenFile(filepath.Join(tmp, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		err = syscall.Flock(int(tl.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store scratch lock: %w", err)
+	}
+	s.tmpDir, s.tmpLock = tmp, tl
+	return s, nil
+}
+
+// cleanStaleTmp removes scratch dirs whose owner no longer holds their lock (a killed build).
+func (s *Store) cleanStaleTmp() {
+	ents, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
+	for _, e := range ents {
+		p := filepath.Join(s.root, "tmp", e.Name())
+		f, err := os.Open(filepath.Join(p, ".lock"))
+		if err == nil {
+			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+				f.Close()
+				continue // owner alive
+			}
+			f.Close()
+		}
+		// A dead build may have left a mount under its scratch dir (when it ran outside a private
+		// mount namespace); detach before removing so we never delete through a mount.
+		detachMounts(p)
+		os.RemoveAll(p)
+	}
+}
+
+// Close releases locks and this process's scratch dir.
+func (s *Store) Close() error {
+	if s.tmpDir != "" {
+		detachMounts(s.tmpDir)
+		os.RemoveAll(s.tmpDir)
+		s.tmpLock.Close()
+		s.tmpDir = ""
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+	return nil
+}
+
+// Root is the store directory.
+func (s *Store) Root() string { return s.root }
+
+// TempDir makes a fresh scratch directory that disappears with the process's scratch dir.
+func (s *Store) TempDir(prefix string) (string, error) {
+	return os.MkdirTemp(s.tmpDir, prefix)
+}
+
+// ---- blobs ----
+
+// BlobPath is where a blob lives (it may not exist).
+func (s *Store) BlobPath(d digest.Digest) string {
+	return filepath.Join(s.root, "blobs", d.Algorithm().String(), d.Encoded())
+}
+
+// Path satisfies export.BlobOpener.
+func (s *Store) Path(d digest.Digest) string { return s.BlobPath(d) }
+
+// Has reports whether the blob is present.
+func (s *Store) Has(d digest.Digest) bool {
+	if d.Validate() != nil {
+		return false
+	}
+	_, err := os.Stat(s.BlobPath(d))
+	return err == nil
+}
+
+// Open opens a blob.
+func (s *Store) Open(d digest.Digest) (io.ReadCloser, error) {
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("blob %q: %w", d, err)
+	}
+	f, err := os.Open(s.BlobPath(d))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
+	}
+	return f, nil
+}
+
+// ReadBlob reads a small blob (manifest, config) whole.
+func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
+	rc, err := s.Open(d)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// Ingest stores r under d, verifying the content; a no-op when the blob is already present.
+func (s *Store) Ingest(d digest.Digest, r io.Reader) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if s.Has(d) {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	}
+	w, err := s.NewBlobWriter()
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if _, err := io.Copy(w, r); err != nil {
+		return fmt.Errorf("ingest %s: %w", d, err)
+	}
+	got, _, err := w.Commit()
+	if err != nil {
+		return err
+	}
+	if got != d {
+		os.Remove(s.BlobPath(got))
+		return fmt.Errorf("ingest %s: content has digest %s", d, got)
+	}
+	return nil
+}
+
+// WriteBlob stores small data and returns its digest.
+func (s *Store) WriteBlob(data []byte) (digest.Digest, error) {
+	d := digest.FromBytes(data)
+	if s.Has(d) {
+		return d, nil
+	}
+	w, err := s.NewBlobWriter()
+	if err != nil {
+		return "", err
+	}
+	defer w.Abort()
+	if _, err := w.Write(data); err != nil {
+		return "", err
+	}
+	_, _, err = w.Commit()
+	return d, err
+}
+
+// BlobWriter hashes what is written and makes it a blob on Commit.
+type BlobWriter struct {
+	s    *Store
+	f    *os.File
+	h    hashWriter
+	n    int64
+	done bool
+}
+
+type hashWriter interface {
+	io.Writer
+	Sum([]byte) []byte
+}
+
+// NewBlobWriter starts a blob in the scratch dir.
+func (s *Store) NewBlobWriter() (*BlobWriter, error) {
+	f, err := os.CreateTemp(s.tmpDir, "blob-")
+	if err != nil {
+		return nil, fmt.Errorf("new blob: %w", err)
+	}
+	return &BlobWriter{s: s, f: f, h: sha256.New()}, nil
+}
+
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// Commit fsyncs and renames the blob into place, returning its digest and size.
+func (w *BlobWriter) Commit() (digest.Digest, int64, error) {
+	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(w.h.Sum(nil)))
+	if err := w.f.Sync(); err != nil {
+		return "", 0, fmt.Errorf("blob %s: %w", d, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return "", 0, fmt.Errorf("blob %s: %w", d, err)
+	}
+	w.done = true
+	if err := os.Rename(w.f.Name(), w.s.BlobPath(d)); err != nil {
+		os.Remove(w.f.Name())
+		return "", 0, fmt.Errorf("blob %s: %w", d, err)
+	}
+	return d, w.n, nil
+}
+
+// Abort drops an uncommitted blob; safe after Commit.
+func (w *BlobWriter) Abort() {
+	if !w.done {
+		w.f.Close()
+		os.Remove(w.f.Name())
+		w.done = true
+	}
+}
+
+// ---- small JSON files ----
+
+// writeFileAtomic makes data visible at path only complete.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readJSON returns fs.ErrNotExist for a missing file and treats a corrupt file as missing, so a
+// damaged index entry costs a rebuild, never a wrong result.
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fs.ErrNotExist
+	}
+	return nil
+}
+
+// ---- layers and snapshots ----
+
+// Layer is what the store knows about one layer, keyed by its diffID.
+type Layer struct {
+	DiffID    digest.Digest `json:"diffID"`
+	Digest    digest.Digest `json:"digest"` // compressed blob
+	MediaType string        `json:"mediaType"`
+	Size      int64         `json:"size"`
+	// ContentID identifies the files without timestamps (see snapshot.DiffResult); pulled layers
+	// use their diffID.
+	ContentID digest.Digest `json:"contentID"`
+}
+
+func (s *Store) layerPath(diffID digest.Digest) string {
+	return filepath.Join(s.root, "layers", diffID.Encoded()+".json")
+}
+
+// PutLayer records a layer's blob and identities.
+func (s *Store) PutLayer(l Layer) error {
+	if err := l.DiffID.Validate(); err != nil {
+		return fmt.Errorf("layer: %w", err)
+	}
+	return writeJSON(s.layerPath(l.DiffID), l)
+}
+
+// GetLayer returns the layer record for diffID.
+func (s *Store) GetLayer(diffID digest.Digest) (Layer, error) {
+	var l Layer
+	if diffID.Validate() != nil {
+		return l, fs.ErrNotExist
+	}
+	err := readJSON(s.layerPath(diffID), &l)
+	return l, err
+}
+
+// SnapshotPath is the unpacked (overlay-format) directory of a layer.
+func (s *Store) SnapshotPath(diffID digest.Digest) string {
+	return filepath.Join(s.root, "snapshots", diffID.Encoded())
+}
+
+// HasSnapshot reports whether the layer is unpacked.
+func (s *Store) HasSnapshot(diffID digest.Digest) bool {
+	_, err := os.Stat(s.SnapshotPath(diffID))
+	return err == nil
+}
+
+// CommitSnapshot moves a finished directory into place as diffID's snapshot. If another process
+// got there first, ours is discarded: both are the same content.
+func (s *Store) CommitSnapshot(dir string, diffID digest.Digest) error {
+	dst := s.SnapshotPath(diffID)
+	if err := os.Rename(dir, dst); err != nil {
+		if s.HasSnapshot(diffID) {
+			os.RemoveAll(dir)
+			return nil
+		}
+		return fmt.Errorf("commit snapshot %s: %w", diffID, err)
+	}
+	return nil
+}
+
+// ---- cache index ----
+
+// Record is the result of one step, found by its cache key.
+type Record struct {
+	Key     string        `json:"key"`
+	Step    string        `json:"step"` // e.g. "build 3/6 RUN npm ci", for explanations
+	Layer   digest.Digest `json:"layer,omitempty"`
+	Empty   bool          `json:"empty,omitempty"` // the step changed no file
+	Created time.Time     `json:"created"`
+	Elapsed time.Duration `json:"elapsed"`
+	// Inputs summarises what the key was made of, so a later miss can say what changed.
+	Inputs map[string]string `json:"inputs,omitempty"`
+}
+
+func (s *Store) recordPath(key string) string {
+	return filepath.Join(s.root, "cache", key+".json")
+}
+
+// GetRecord looks up a key. A record whose layer is gone counts as missing.
+func (s *Store) GetRecord(key string) (*Record, error) {
+	if !validKey(key) {
+		return nil, fs.ErrNotExist
+	}
+	var r Record
+	if err := readJSON(s.recordPath(key), &r); err != nil {
+		return nil, err
+	}
+	if !r.Empty {
+		l, err := s.GetLayer(r.Layer)
+		if err != nil || !s.Has(l.Digest) {
+			return nil, fs.ErrNotExist
+		}
+	}
+	now := time.Now()
+	os.Chtimes(s.recordPath(key), now, now) // last used, for GC
+	return &r, nil
+}
+
+// PutRecord stores a step result.
+func (s *Store) PutRecord(r *Record) error {
+	if !validKey(r.Key) {
+		return fmt.Errorf("record: bad key %q", r.Key)
+	}
+	return writeJSON(s.recordPath(r.Key), r)
+}
+
+func validKey(k string) bool {
+	if len(k) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(k)
+	return err == nil
+}
+
+// ---- position history (for miss reasons) ----
+
+// Last returns the inputs recorded the last time a step at this position (Dockerfile identity +
+// stage + position) ran or hit, so a miss can be explained against it.
+func (s *Store) Last(position string) (map[string]string, error) {
+	var m map[string]string
+	err := readJSON(filepath.Join(s.root, "records", hashName(position)+".json"), &m)
+	return m, err
+}
+
+// SetLast records the inputs of a step position.
+func (s *Store) SetLast(position string, inputs map[string]string) error {
+	return writeJSON(filepath.Join(s.root, "records", hashName(position)+".json"), inputs)
+}
+
+func hashName(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:16])
+}
+
+// ---- tags ----
+
+// Tag points name at a manifest digest.
+func (s *Store) Tag(name string, manifest digest.Digest) error {
+	return writeFileAtomic(filepath.Join(s.root, "tags", url.PathEscape(name)), []byte(manifest.String()))
+}
+
+// Lookup returns the manifest digest a tag points at.
+func (s *Store) Lookup(name string) (digest.Digest, error) {
+	data, err := os.ReadFile(filepath.Join(s.root, "tags", url.PathEscape(name)))
+	if err != nil {
+		return "", err
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(data)))
+	if err != nil || !s.Has(d) {
+		return "", fs.ErrNotExist
+	}
+	return d, nil
+}
+
+// Untag removes a tag.
+func (s *Store) Untag(name string) error {
+	err := os.Remove(filepath.Join(s.root, "tags", url.PathEscape(name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no such image: %s", name)
+	}
+	return err
+}
+
+// Tags lists name → manifest digest.
+func (s *Store) Tags() (map[string]digest.Digest, error) {
+	ents, err := os.ReadDir(filepath.Join(s.root, "tags"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]digest.Digest{}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		name, err := url.PathUnescape(e.Name())
+		if err != nil {
+			continue
+		}
+		if d, err := s.Lookup(name); err == nil {
+			out[name] = d
+		}
+	}
+	return out, nil
+}
+
+// ---- remote reference resolution memo ----
+
+// Resolved returns the manifest digest a remote reference resolved to last time.
+func (s *Store) Resolved(ref string) (digest.Digest, error) {
+	data, err := os.ReadFile(filepath.Join(s.root, "resolved", url.PathEscape(ref)))
+	if err != nil {
+		return "", err
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(data)))
+	if err != nil || !s.Has(d) {
+		return "", fs.ErrNotExist
+	}
+	return d, nil
+}
+
+// SetResolved remembers what a remote reference resolved to.
+func (s *Store) SetResolved(ref string, d digest.Digest) error {
+	return writeFileAtomic(filepath.Join(s.root, "resolved", url.PathEscape(ref)), []byte(d.String()))
+}
+
+// ---- cache mounts and stat caches ----
+
+// CacheMountDir is the persistent directory behind RUN --mount=type=cache,id=ID.
+func (s *Store) CacheMountDir(id string) (string, error) {
+	p := filepath.Join(s.root, "cachemounts", hashName(id))
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return "", fmt.Errorf("cache mount %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// StatCachePath is the stat cache file for a context directory (the absolute path only names the
+// file; it never enters a key).
+func (s *Store) StatCachePath(contextDir string) string {
+	return filepath.Join(s.root, "statcache", hashName(contextDir)+".json")
+}
