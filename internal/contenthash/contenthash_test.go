@@ -391,8 +391,6 @@ func TestStatCache(t *testing.T) {
 	if c, err := LoadStatCache(cacheFile); err != nil || c.Len() != 0 {
 		t.Errorf("corrupt cache: %v %d", err, c.Len())
 	}
-	data, _ := os.ReadFile(cacheFile)
-	_ = data
 }
 
 func TestUnder(t *testing.T) {

@@ -18,8 +18,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/strata-build/strata/internal/contenthash"
 	digest "github.com/opencontainers/go-digest"
+	"github.com/strata-build/strata/internal/contenthash"
 )
 
 // Owner is a numeric uid/gid pair, already resolved against the image's passwd/group files.
@@ -28,7 +28,7 @@ type Owner struct{ UID, GID int }
 // Options are the COPY/ADD flags that change what gets written.
 type Options struct {
 	Chown       *Owner       // nil = keep source owner for stage sources; 0:0 for context sources
-	Chmod       *fs.FileMode // applies to files and dirs copied (BuildKit --chmod semantics)
+	Chmod       *fs.FileMode // files and dirs copied (BuildKit --chmod); setuid etc. as fs.ModeSetuid bits
 	Parents     bool         // COPY --parents
 	Workdir     string       // for a relative dest
 	Unpack      bool         // ADD: extract local tar archives (detected by content)

@@ -267,7 +267,7 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 		ID:       "strata-" + randomID(),
 		Rootfs:   ws.merged,
 		Args:     r.Args,
-		Env:      append([]string(nil), r.Env...),
+		Env:      append(append([]string(nil), r.Env...), r.ProxyEnv...),
 		User:     r.User,
 		Cwd:      r.Cwd,
 		Network:  network,

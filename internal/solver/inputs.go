@@ -260,7 +260,7 @@ func (s *solver) selectFrom(ctx context.Context, from graph.Source, srcs, exclud
 		}
 		return source{root: root, sel: sel}, nil
 	case from.Image != "":
-		base, err := s.opts.Images.Load(ctx, from.Image, "")
+		base, err := s.opts.Images.Load(ctx, from.Image, from.Digest)
 		if err != nil {
 			return source{}, err
 		}

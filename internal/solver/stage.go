@@ -32,6 +32,15 @@ func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) 
 	// FROM
 	v := s.opts.Progress.Start(label(1) + " " + baseText(st))
 	switch {
+	case st.Base.Context != "":
+		// FROM a local --build-context: the directory is the root filesystem.
+		step := &graph.Step{Stage: st, Kind: graph.KindCopy, Line: st.Base.Line, Text: "FROM context " + st.Base.Context, Dir: "/",
+			CreatedBy: "FROM context " + st.Base.Context,
+			Copy:      &graph.CopyOp{From: graph.Source{Context: st.Base.Context}, Srcs: []string{"."}, Dest: "/"}}
+		if err := s.runStep(ctx, st, step, ss, v); err != nil {
+			v.Fail(err)
+			return err
+		}
 	case st.Base.Scratch:
 		ss.fs = fsState{}
 		v.Done()

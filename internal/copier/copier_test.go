@@ -1,0 +1,326 @@
+package copier
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-build/strata/internal/contenthash"
+)
+
+func tree(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for p, content := range files {
+		abs := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(p, "/") {
+			continue
+		}
+		if strings.HasPrefix(content, "->") {
+			if err := os.Symlink(strings.TrimPrefix(content, "->"), abs); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.WriteFile(abs, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func copyT(t *testing.T, src string, srcs []string, dst, dest string, opts Options) error {
+	t.Helper()
+	sel, err := (&contenthash.Source{Root: src, Owners: !opts.FromContext}).Select(srcs, nil)
+	if err != nil {
+		t.Fatalf("select: %v", err)
+	}
+	return Copy(src, sel, dst, dest, opts)
+}
+
+func mustCopy(t *testing.T, src string, srcs []string, dst, dest string, opts Options) {
+	t.Helper()
+	if err := copyT(t, src, srcs, dst, dest, opts); err != nil {
+		t.Fatalf("Copy(%v → %s): %v", srcs, dest, err)
+	}
+}
+
+func read(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func listing(t *testing.T, root string) string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if p != root {
+			r, _ := filepath.Rel(root, p)
+			out = append(out, r)
+		}
+		return nil
+	})
+	return strings.Join(out, ",")
+}
+
+var ctx = map[string]string{
+	"app/main.js":     "main",
+	"app/lib/util.js": "util",
+	"app/link":        "->lib/util.js",
+	"a.txt":           "a",
+	"b.txt":           "b",
+	"c.json":          "c",
+}
+
+func TestDirContents(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, ctx)
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	os.Chtimes(filepath.Join(src, "app/main.js"), old, old)
+	mustCopy(t, src, []string{"app"}, dst, "/srv", Options{FromContext: true})
+	if got := listing(t, dst); got != "srv,srv/lib,srv/lib/util.js,srv/link,srv/main.js" {
+		t.Fatalf("dir copy = %s", got)
+	}
+	if l, _ := os.Readlink(filepath.Join(dst, "srv/link")); l != "lib/util.js" {
+		t.Errorf("symlink not kept: %q", l)
+	}
+	fi, _ := os.Stat(filepath.Join(dst, "srv/main.js"))
+	if !fi.ModTime().Equal(old) {
+		t.Errorf("mtime not preserved: %v", fi.ModTime())
+	}
+	if fi, _ := os.Stat(filepath.Join(dst, "srv")); fi.Mode().Perm() != 0o755 {
+		t.Errorf("created dest dir mode %v", fi.Mode())
+	}
+}
+
+func TestFileDestinations(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, ctx)
+	os.MkdirAll(filepath.Join(dst, "existing"), 0o755)
+	mustCopy(t, src, []string{"a.txt"}, dst, "/existing", Options{FromContext: true})
+	mustCopy(t, src, []string{"a.txt"}, dst, "/new/name.txt", Options{FromContext: true})
+	mustCopy(t, src, []string{"a.txt"}, dst, "sub/", Options{FromContext: true, Workdir: "/w"})
+	mustCopy(t, src, []string{"a.txt", "c.json"}, dst, "/multi/", Options{FromContext: true})
+	mustCopy(t, src, []string{"*.txt"}, dst, "/wild", Options{FromContext: true})
+	for p, want := range map[string]string{
+		"existing/a.txt": "a", "new/name.txt": "a", "w/sub/a.txt": "a",
+		"multi/a.txt": "a", "multi/c.json": "c", "wild/a.txt": "a", "wild/b.txt": "b",
+	} {
+		if got := read(t, filepath.Join(dst, p)); got != want {
+			t.Errorf("%s = %q", p, got)
+		}
+	}
+	// Overwrite an existing file.
+	tree(t, dst, map[string]string{"over.txt": "old"})
+	mustCopy(t, src, []string{"b.txt"}, dst, "/over.txt", Options{FromContext: true})
+	if read(t, filepath.Join(dst, "over.txt")) != "b" {
+		t.Error("existing file not replaced")
+	}
+}
+
+func TestParents(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, ctx)
+	os.Chmod(filepath.Join(src, "app/lib"), 0o750)
+	mustCopy(t, src, []string{"app/lib/util.js", "a.txt"}, dst, "/p", Options{FromContext: true, Parents: true})
+	if got := listing(t, dst); got != "p,p/a.txt,p/app,p/app/lib,p/app/lib/util.js" {
+		t.Fatalf("--parents = %s", got)
+	}
+	if fi, _ := os.Stat(filepath.Join(dst, "p/app/lib")); fi.Mode().Perm() != 0o750 {
+		t.Errorf("parent dir metadata not copied: %v", fi.Mode())
+	}
+	dst2 := t.TempDir()
+	mustCopy(t, src, []string{"./app/./lib"}, dst2, "/q/", Options{FromContext: true, Parents: true})
+	if got := listing(t, dst2); got != "q,q/lib,q/lib/util.js" {
+		t.Fatalf("--parents pivot = %s", got)
+	}
+}
+
+func TestChmodChown(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, ctx)
+	os.Lchown(filepath.Join(src, "a.txt"), 1234, 1234)
+	mode := fs.FileMode(0o600)
+	mustCopy(t, src, []string{"app"}, dst, "/x/", Options{FromContext: true, Chmod: &mode, Chown: &Owner{UID: 1000, GID: 2000}})
+	for _, p := range []string{"x/main.js", "x/lib"} {
+		fi, err := os.Lstat(filepath.Join(dst, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != 0o600 || st.Uid != 1000 || st.Gid != 2000 {
+			t.Errorf("%s: mode %v owner %d:%d", p, fi.Mode(), st.Uid, st.Gid)
+		}
+	}
+	if st := stat(t, filepath.Join(dst, "x")); st.Uid != 1000 {
+		t.Errorf("created dest dir owner %d", st.Uid)
+	}
+	// Context sources default to root; stage sources keep their owner.
+	mustCopy(t, src, []string{"a.txt"}, dst, "/ctx.txt", Options{FromContext: true})
+	mustCopy(t, src, []string{"a.txt"}, dst, "/stage.txt", Options{})
+	if st := stat(t, filepath.Join(dst, "ctx.txt")); st.Uid != 0 {
+		t.Errorf("context owner %d", st.Uid)
+	}
+	if st := stat(t, filepath.Join(dst, "stage.txt")); st.Uid != 1234 {
+		t.Errorf("stage owner %d", st.Uid)
+	}
+	// setuid survives the chown that would clear it.
+	os.Chmod(filepath.Join(src, "b.txt"), 0o755|fs.ModeSetuid)
+	mustCopy(t, src, []string{"b.txt"}, dst, "/suid", Options{Chown: &Owner{UID: 5, GID: 5}})
+	if fi, _ := os.Stat(filepath.Join(dst, "suid")); fi.Mode()&fs.ModeSetuid == 0 {
+		t.Errorf("setuid lost: %v", fi.Mode())
+	}
+}
+
+func stat(t *testing.T, p string) *syscall.Stat_t {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t)
+}
+
+func TestHostileDestSymlinks(t *testing.T) {
+	src := t.TempDir()
+	tree(t, src, ctx)
+	parent := t.TempDir()
+	dst := filepath.Join(parent, "rootfs")
+	os.MkdirAll(filepath.Join(dst, "etc"), 0o755)
+	os.Symlink("/etc", filepath.Join(dst, "app"))
+	os.Symlink("../../../../../../../../tmp", filepath.Join(dst, "up"))
+	os.Symlink(parent, filepath.Join(dst, "abs"))
+
+	mustCopy(t, src, []string{"a.txt"}, dst, "/app/", Options{FromContext: true})
+	if read(t, filepath.Join(dst, "etc/a.txt")) != "a" {
+		t.Error("/app -> /etc not followed inside the root")
+	}
+	mustCopy(t, src, []string{"a.txt"}, dst, "/up/x.txt", Options{FromContext: true})
+	if read(t, filepath.Join(dst, "tmp/x.txt")) != "a" {
+		t.Error("../.. link not clamped at the root")
+	}
+	mustCopy(t, src, []string{"app"}, dst, "/abs/", Options{FromContext: true})
+	if _, err := os.Stat(filepath.Join(parent, "main.js")); err == nil {
+		t.Fatal("wrote outside destRoot")
+	}
+	if read(t, filepath.Join(dst, parent, "main.js")) != "main" {
+		t.Error("absolute link not resolved inside the root")
+	}
+	// An existing symlink at the final name is replaced, never written through.
+	os.Symlink("/etc/passwd-target", filepath.Join(dst, "final"))
+	mustCopy(t, src, []string{"b.txt"}, dst, "/final", Options{FromContext: true})
+	if fi, _ := os.Lstat(filepath.Join(dst, "final")); fi.Mode()&fs.ModeSymlink != 0 {
+		t.Error("final symlink written through")
+	}
+	entries, _ := os.ReadDir(parent)
+	if len(entries) != 1 {
+		t.Errorf("parent of destRoot touched: %v", entries)
+	}
+}
+
+func tarGz(t *testing.T, entries []tar.Header, data map[string]string) []byte {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, h := range entries {
+		h.Size = int64(len(data[h.Name]))
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(data[h.Name]))
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+func TestAddUnpack(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	arch := tarGz(t, []tar.Header{
+		{Name: "pkg/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "pkg/bin", Typeflag: tar.TypeReg, Mode: 0o755, Uid: 42},
+		{Name: "pkg/link", Typeflag: tar.TypeSymlink, Linkname: "bin"},
+	}, map[string]string{"pkg/bin": "binary"})
+	os.WriteFile(filepath.Join(src, "archive.bin"), arch, 0o644) // detected by content, not name
+	os.WriteFile(filepath.Join(src, "plain.gz"), []byte("not an archive"), 0o644)
+	mustCopy(t, src, []string{"archive.bin", "plain.gz"}, dst, "/opt/", Options{FromContext: true, Unpack: true})
+	if read(t, filepath.Join(dst, "opt/pkg/bin")) != "binary" {
+		t.Fatal("archive not unpacked")
+	}
+	if st := stat(t, filepath.Join(dst, "opt/pkg/bin")); st.Uid != 42 {
+		t.Errorf("tar owner not kept: %d", st.Uid)
+	}
+	if read(t, filepath.Join(dst, "opt/plain.gz")) != "not an archive" {
+		t.Error("non-archive not copied")
+	}
+	if _, err := os.Stat(filepath.Join(dst, "opt/archive.bin")); err == nil {
+		t.Error("archive copied as well as unpacked")
+	}
+	// COPY never unpacks.
+	mustCopy(t, src, []string{"archive.bin"}, dst, "/raw", Options{FromContext: true})
+	if read(t, filepath.Join(dst, "raw")) != string(arch) {
+		t.Error("COPY altered an archive")
+	}
+
+	evil := tarGz(t, []tar.Header{{Name: "../../escape", Typeflag: tar.TypeReg}}, nil)
+	os.WriteFile(filepath.Join(src, "evil.tgz"), evil, 0o644)
+	if err := copyT(t, src, []string{"evil.tgz"}, dst, "/e/", Options{FromContext: true, Unpack: true}); err == nil {
+		t.Error("archive breakout accepted")
+	}
+	evil = tarGz(t, []tar.Header{
+		{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/"},
+		{Name: "l/tmp/pwn", Typeflag: tar.TypeReg},
+	}, nil)
+	os.WriteFile(filepath.Join(src, "evil2.tgz"), evil, 0o644)
+	mustCopy(t, src, []string{"evil2.tgz"}, dst, "/f/", Options{FromContext: true, Unpack: true})
+	if _, err := os.Stat(filepath.Join(dst, "f/tmp/pwn")); err != nil {
+		t.Errorf("absolute symlink in archive not confined to the extraction dir: %v", err)
+	}
+}
+
+func TestSourceChangedAfterSelect(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, ctx)
+	sel, err := (&contenthash.Source{Root: src}).Select([]string{"a.txt"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "a.txt"), []byte("z"), 0o644)
+	if err := Copy(src, sel, dst, "/a", Options{FromContext: true}); err == nil {
+		t.Error("copied content that does not match the checksum")
+	}
+}
+
+func TestWriteFile(t *testing.T) {
+	dst := t.TempDir()
+	os.Symlink("/etc", filepath.Join(dst, "app"))
+	if err := WriteFile(dst, "app/config", []byte("hello\n"), Options{Workdir: "/", Chown: &Owner{UID: 7, GID: 8}}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dst, "etc/config")
+	if read(t, p) != "hello\n" {
+		t.Fatal("heredoc content")
+	}
+	fi, _ := os.Stat(p)
+	if st := stat(t, p); fi.Mode().Perm() != 0o644 || st.Uid != 7 || st.Gid != 8 {
+		t.Errorf("heredoc mode %v owner %d:%d", fi.Mode(), st.Uid, st.Gid)
+	}
+	if err := WriteFile(dst, "/dir/", nil, Options{}); err == nil {
+		t.Error("directory dest accepted")
+	}
+}
