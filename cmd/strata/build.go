@@ -50,6 +50,7 @@ type buildOpts struct {
 	insecure      []string
 	mirrors       []string
 	contextPerms  string
+	gcKeepStorage string
 }
 
 func newBuildCmd(g *globalOpts) *cobra.Command {
@@ -87,6 +88,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "registry host allowed over plain HTTP (loopback always is)")
 	f.StringArrayVar(&o.mirrors, "registry-mirror", nil, "mirror for docker.io")
 	f.StringVar(&o.contextPerms, "context-perms", "keep", "context file permissions in keys and layers: keep, or normalize (0644/0755 like git)")
+	f.StringVar(&o.gcKeepStorage, "gc-keep-storage", "", "after the build, collect least recently used cache until the store fits SIZE, or off (default: config gc-keep-storage, else min(10% of disk, 20GB))")
 	return cmd
 }
 
@@ -256,6 +258,10 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	if rootDir == "" {
 		rootDir = store.DefaultRoot()
 	}
+	gcKeep, _, err := gcLimit(o.gcKeepStorage, rootDir)
+	if err != nil {
+		return err
+	}
 	if err := setupNamespace(); err != nil {
 		return err
 	}
@@ -264,6 +270,11 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		return err
 	}
 	defer st.Close()
+	defer func() {
+		if ctx.Err() == nil {
+			autoGC(stderr, st, gcKeep, o.progress == "quiet")
+		}
+	}()
 
 	runtimeCfg := executor.Config{Runtime: o.runtime, StateDir: filepath.Join(runStateDir, "runc")}
 	executor.Cleanup(runtimeCfg)
@@ -401,20 +412,7 @@ func parseSecrets(list []string) (map[string][]byte, error) {
 // configMirrors reads docker.io mirrors from $STRATA_CONFIG or /etc/strata/config.json
 // ({"registry-mirrors": ["https://mirror.example"]}, the same key as Docker's daemon.json).
 func configMirrors() []string {
-	p := os.Getenv("STRATA_CONFIG")
-	if p == "" {
-		p = "/etc/strata/config.json"
-	}
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return nil
-	}
-	var c struct {
-		Mirrors []string `json:"registry-mirrors"`
-	}
-	if json.Unmarshal(data, &c) != nil {
-		return nil
-	}
+	c, _ := loadConfig()
 	return c.Mirrors
 }
 

@@ -206,6 +206,9 @@ func (s *selector) expand(src string) ([]Match, error) {
 			continue
 		}
 		if err != nil {
+			if n == p && !hasMeta(p) {
+				return nil, err // resolve's errors already name the path
+			}
 			return nil, fmt.Errorf("%q: %w", src, err)
 		}
 		if ig, err := s.ignored(target); err != nil {

@@ -347,10 +347,14 @@ func runContainer(ctx context.Context, cfg Config, bin, bundle string, spec Spec
 	go func() { defer copies.Done(); _, _ = io.Copy(spec.Stderr, errR) }()
 
 	// Pdeathsig fires when the forking thread exits, not the process, so
-	// the fork must happen on a thread Go will not retire under us.
+	// the fork must happen on a thread Go will not retire under us, and the
+	// thread must stay ours until runc is gone: once unlocked, another
+	// goroutine may lock it and exit (snapshot.mountIn does, by design),
+	// which makes Go discard the thread and the kernel SIGKILL runc, and
+	// with it this step's container (exit code 137 under parallel stages).
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	err = cmd.Start()
-	runtime.UnlockOSThread()
 	outW.Close()
 	errW.Close()
 	if err != nil {

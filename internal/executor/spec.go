@@ -35,6 +35,20 @@ var allCaps = []string{
 	"CAP_CHECKPOINT_RESTORE",
 }
 
+// boundedCaps keeps the capabilities (indexed by number, as allCaps is) that this process's bounding
+// set still holds: runc cannot grant more, and asking makes it fail with "unable to apply caps"
+// when strata itself runs in a container with a reduced set (containerd's
+// WithAllCurrentCapabilities does the same for BuildKit's insecure mode).
+func boundedCaps(caps []string) []string {
+	var out []string
+	for i, c := range caps {
+		if r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0); err == nil && r == 1 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // Docker's masked and read-only paths: kernel interfaces that leak host
 // information or allow host changes.
 var (
@@ -66,7 +80,7 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 
 	caps := defaultCaps
 	if spec.Insecure {
-		caps = allCaps
+		caps = boundedCaps(allCaps)
 	}
 	pcaps := &specs.LinuxCapabilities{
 		Bounding:  caps,

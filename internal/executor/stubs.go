@@ -187,24 +187,30 @@ func (s *stubSet) cleanup() error {
 
 // undoCopyUps removes directories from the upperdir that exist there only
 // because a stub was created inside them. Changing an upperdir under a
-// mounted overlay is undefined, so this unmounts the overlay, removes them
-// and mounts it again with the same options. If the overlay is busy it is
-// left alone: the copies are identical to their lower originals (times were
-// restored above), so the layer is merely larger, not wrong.
+// mounted overlay is undefined, so the overlay is unmounted first and a new
+// one with the same options put in its place. The replacement's options are
+// checked before anything is unmounted; whenever that or the unmount fails
+// (busy, an old kernel without fsopen, options that no longer resolve) the
+// copies are left alone: they are identical to their lower originals, times
+// included, so the layer is larger than needed but not wrong.
 func (s *stubSet) undoCopyUps() error {
 	if s.upper == "" || len(s.upperMissing) == 0 {
 		return nil
 	}
 	var redundant []string
 	for _, d := range s.upperMissing {
-		p := filepath.Join(s.upper, d)
-		if empty, _ := isEmptyDir(p); empty {
+		if empty, _ := isEmptyDir(filepath.Join(s.upper, d)); empty {
 			redundant = append(redundant, d)
 		}
 	}
 	if len(redundant) == 0 {
 		return nil
 	}
+	fsfd, err := s.mount.prepare()
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fsfd)
 	if err := unix.Unmount(s.root, 0); err != nil {
 		return nil
 	}
@@ -215,8 +221,57 @@ func (s *stubSet) undoCopyUps() error {
 			_ = os.Remove(p)
 		}
 	}
-	if err := unix.Mount(s.mount.source, s.root, "overlay", s.mount.flags, s.mount.data()); err != nil {
+	if err := s.mount.attach(fsfd, s.root); err != nil {
 		return fmt.Errorf("remount overlay %s after removing mount stubs: %w", s.root, err)
+	}
+	return nil
+}
+
+// prepare opens an overlay fs context configured like m. Path options are
+// resolved here, so a replacement that could not be mounted is found out
+// while the original is still in place. The superblock itself is created only
+// in attach, after the original is gone, as overlayfs objects to two mounts
+// sharing an upperdir.
+func (m *mountInfo) prepare() (int, error) {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	if m.source != "" {
+		if err := unix.FsconfigSetString(fd, "source", m.source); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+	}
+	for _, o := range m.superOpt {
+		if o == "rw" || o == "ro" || o == "" {
+			continue
+		}
+		k, v, hasValue := strings.Cut(o, "=")
+		if hasValue {
+			err = unix.FsconfigSetString(fd, k, v)
+		} else {
+			err = unix.FsconfigSetFlag(fd, k)
+		}
+		if err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("overlay option %s: %w", o, err)
+		}
+	}
+	return fd, nil
+}
+
+func (m *mountInfo) attach(fsfd int, target string) error {
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("create overlay: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, m.attrs)
+	if err != nil {
+		return fmt.Errorf("fsmount: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move mount: %w", err)
 	}
 	return nil
 }
@@ -240,7 +295,7 @@ func isEmptyDir(p string) (bool, error) {
 
 type mountInfo struct {
 	source   string
-	flags    uintptr
+	attrs    int // MOUNT_ATTR_* of the mount (not the superblock)
 	superOpt []string
 }
 
@@ -251,19 +306,6 @@ func (m *mountInfo) option(key string) string {
 		}
 	}
 	return ""
-}
-
-// data rebuilds the overlay mount data from the superblock options, minus
-// the generic rw/ro that belong in the flags.
-func (m *mountInfo) data() string {
-	var opts []string
-	for _, o := range m.superOpt {
-		if o == "rw" || o == "ro" {
-			continue
-		}
-		opts = append(opts, o)
-	}
-	return strings.Join(opts, ",")
 }
 
 // overlayMount finds the overlay mounted exactly at dir in this mount
@@ -301,36 +343,34 @@ func overlayMount(dir string) (*mountInfo, error) {
 		}
 		found = &mountInfo{
 			source:   unescapeMountinfo(f2[1]),
-			flags:    mountFlags(f1[5]),
+			attrs:    mountAttrs(f1[5]),
 			superOpt: strings.Split(unescapeMountinfo(f2[2]), ","),
 		}
 	}
 	return found, sc.Err()
 }
 
-func mountFlags(opts string) uintptr {
-	var fl uintptr
+func mountAttrs(opts string) int {
+	var at int
 	for _, o := range strings.Split(opts, ",") {
 		switch o {
 		case "ro":
-			fl |= unix.MS_RDONLY
+			at |= unix.MOUNT_ATTR_RDONLY
 		case "nosuid":
-			fl |= unix.MS_NOSUID
+			at |= unix.MOUNT_ATTR_NOSUID
 		case "nodev":
-			fl |= unix.MS_NODEV
+			at |= unix.MOUNT_ATTR_NODEV
 		case "noexec":
-			fl |= unix.MS_NOEXEC
+			at |= unix.MOUNT_ATTR_NOEXEC
 		case "noatime":
-			fl |= unix.MS_NOATIME
-		case "nodiratime":
-			fl |= unix.MS_NODIRATIME
-		case "relatime":
-			fl |= unix.MS_RELATIME
+			at |= unix.MOUNT_ATTR_NOATIME
 		case "strictatime":
-			fl |= unix.MS_STRICTATIME
+			at |= unix.MOUNT_ATTR_STRICTATIME
+		case "nodiratime":
+			at |= unix.MOUNT_ATTR_NODIRATIME
 		}
 	}
-	return fl
+	return at
 }
 
 // unescapeMountinfo undoes the kernel's octal escaping of space, tab,

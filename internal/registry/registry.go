@@ -109,9 +109,22 @@ func (c *Client) Pull(ctx context.Context, ref string, bs BlobStore, progress Pr
 	if err := json.Unmarshal(src.manifest, &m); err != nil {
 		return nil, fmt.Errorf("pull %s: parse manifest %s: %w", ref, src.desc.Digest, err)
 	}
+	// The config first: a manifest named directly (not picked from an index) must still be for
+	// our platform, as containerd checks, and that is known before any layer is fetched.
+	if err := m.Config.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("pull %s: manifest %s: %w", ref, src.desc.Digest, err)
+	}
+	if !bs.Has(m.Config.Digest) {
+		if err := c.fetchBlobs(ctx, src.repo, []ocispec.Descriptor{m.Config}, bs, progress); err != nil {
+			return nil, fmt.Errorf("pull %s: %w", ref, err)
+		}
+	}
+	if err := c.checkConfigPlatform(m.Config.Digest, bs); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
 	var todo []ocispec.Descriptor
-	seen := map[digest.Digest]bool{}
-	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+	seen := map[digest.Digest]bool{m.Config.Digest: true}
+	for _, d := range m.Layers {
 		if err := d.Digest.Validate(); err != nil {
 			return nil, fmt.Errorf("pull %s: manifest %s: %w", ref, src.desc.Digest, err)
 		}
@@ -244,6 +257,28 @@ func (c *Client) pickPlatform(indexBytes []byte) (ocispec.Descriptor, error) {
 		return ocispec.Descriptor{}, fmt.Errorf("%w %s: the index lists no platform images", ErrNoPlatform, platformString(c.platform))
 	}
 	return ocispec.Descriptor{}, fmt.Errorf("%w %s: the image has %s", ErrNoPlatform, platformString(c.platform), strings.Join(have, ", "))
+}
+
+// checkConfigPlatform fails with ErrNoPlatform when an image config names another OS or
+// architecture than the client's (a config naming neither is accepted).
+func (c *Client) checkConfigPlatform(d digest.Digest, bs BlobStore) error {
+	rc, err := bs.Open(d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var cfg ocispec.Image
+	if err := json.NewDecoder(rc).Decode(&cfg); err != nil {
+		return fmt.Errorf("image config %s: %w", d, err)
+	}
+	have := cfg.Platform
+	if have.OS == "" && have.Architecture == "" {
+		return nil
+	}
+	if !platformMatches(c.platform, have) {
+		return fmt.Errorf("%w %s: the image is %s", ErrNoPlatform, platformString(c.platform), platformString(have))
+	}
+	return nil
 }
 
 // platformMatches compares OS, architecture and variant, where an absent variant means the

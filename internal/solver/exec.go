@@ -31,13 +31,23 @@ type workspace struct {
 	mounted                  bool
 }
 
+// lowers lists the snapshot dirs of f, top layer first. A chain can hold the same layer twice
+// (two steps that wrote identical content, e.g. the same COPY in a stage and in its base stage);
+// overlayfs refuses a lowerdir that appears twice (ELOOP), so only the topmost occurrence is kept.
+// That is the same filesystem: a layer stacked again over X and itself shows exactly its own
+// entries above X, which its lower copy could only repeat.
 func (s *solver) lowers(f fsState) ([]string, error) {
 	var lowers []string
+	seen := map[string]bool{}
 	for i := len(f.layers) - 1; i >= 0; i-- {
 		p, err := s.ensureSnapshot(f.layers[i])
 		if err != nil {
 			return nil, err
 		}
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
 		lowers = append(lowers, p)
 	}
 	return lowers, nil

@@ -70,6 +70,7 @@ func (s *solver) commitLayer(upper string) (*store.Record, error) {
 		return nil, err
 	}
 	rec.Layer = diffID
+	rec.Size = size
 	return rec, nil
 }
 

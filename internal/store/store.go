@@ -29,6 +29,9 @@ type Store struct {
 	lock    *os.File // shared flock held while a build runs; prune takes it exclusively
 	tmpDir  string   // this process's scratch dir under tmp/, removed on Close
 	tmpLock *os.File // flock on tmpDir/.lock proves the owner is alive
+	used    lease    // what this process read or wrote; GC after a build never removes it
+	// exclusive is set while the store lock is held exclusively (GC may run).
+	exclusive bool
 }
 
 // DefaultRoot is /var/lib/strata for root, $XDG_DATA_HOME/strata otherwise; STRATA_ROOT overrides.
@@ -51,6 +54,16 @@ var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "res
 // Open creates the layout if needed, takes the shared lock, and clears scratch dirs left by dead
 // processes. exclusive is for prune/GC, which must not run beside a build.
 func Open(root string, exclusive bool) (*Store, error) {
+	return open(root, exclusive, true)
+}
+
+// OpenNoWait is Open that fails with ErrBusy instead of waiting for the lock (for prune: builds
+// running; for a build: a prune or GC running).
+func OpenNoWait(root string, exclusive bool) (*Store, error) {
+	return open(root, exclusive, false)
+}
+
+func open(root string, exclusive, wait bool) (*Store, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
@@ -69,11 +82,18 @@ func Open(root string, exclusive bool) (*Store, error) {
 	if exclusive {
 		how = syscall.LOCK_EX
 	}
+	if !wait {
+		how |= syscall.LOCK_NB
+	}
 	if err := syscall.Flock(int(lf.Fd()), how); err != nil {
 		lf.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrBusy
+		}
 		return nil, fmt.Errorf("lock store %s: %w", root, err)
 	}
 	s.lock = lf
+	s.exclusive = exclusive
 	s.cleanStaleTmp()
 	tmp, err := os.MkdirTemp(filepath.Join(root, "tmp"), "p"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
@@ -182,6 +202,7 @@ func (s *Store) Ingest(d digest.Digest, r io.Reader) error {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	if s.Has(d) {
+		s.used.add(leaseBlob, d.Encoded())
 		_, err := io.Copy(io.Discard, r)
 		return err
 	}
@@ -208,6 +229,7 @@ func (s *Store) Ingest(d digest.Digest, r io.Reader) error {
 func (s *Store) WriteBlob(data []byte) (digest.Digest, error) {
 	d := digest.FromBytes(data)
 	if s.Has(d) {
+		s.used.add(leaseBlob, d.Encoded())
 		return d, nil
 	}
 	w, err := s.NewBlobWriter()
@@ -266,6 +288,7 @@ func (w *BlobWriter) Commit() (digest.Digest, int64, error) {
 		os.Remove(w.f.Name())
 		return "", 0, fmt.Errorf("blob %s: %w", d, err)
 	}
+	w.s.used.add(leaseBlob, d.Encoded())
 	return d, w.n, nil
 }
 
@@ -347,6 +370,7 @@ func (s *Store) PutLayer(l Layer) error {
 	if err := l.DiffID.Validate(); err != nil {
 		return fmt.Errorf("layer: %w", err)
 	}
+	s.used.add(leaseLayer, l.DiffID.Encoded())
 	return writeJSON(s.layerPath(l.DiffID), l)
 }
 
@@ -357,6 +381,9 @@ func (s *Store) GetLayer(diffID digest.Digest) (Layer, error) {
 		return l, fs.ErrNotExist
 	}
 	err := readJSON(s.layerPath(diffID), &l)
+	if err == nil {
+		s.used.add(leaseLayer, diffID.Encoded())
+	}
 	return l, err
 }
 
@@ -374,6 +401,7 @@ func (s *Store) HasSnapshot(diffID digest.Digest) bool {
 // CommitSnapshot moves a finished directory into place as diffID's snapshot. If another process
 // got there first, ours is discarded: both are the same content.
 func (s *Store) CommitSnapshot(dir string, diffID digest.Digest) error {
+	s.used.add(leaseLayer, diffID.Encoded())
 	dst := s.SnapshotPath(diffID)
 	if err := os.Rename(dir, dst); err != nil {
 		if s.HasSnapshot(diffID) {
@@ -389,12 +417,15 @@ func (s *Store) CommitSnapshot(dir string, diffID digest.Digest) error {
 
 // Record is the result of one step, found by its cache key.
 type Record struct {
-	Key     string        `json:"key"`
-	Step    string        `json:"step"` // e.g. "build 3/6 RUN npm ci", for explanations
-	Layer   digest.Digest `json:"layer,omitempty"`
-	Empty   bool          `json:"empty,omitempty"` // the step changed no file
+	Key   string        `json:"key"`
+	Step  string        `json:"step"` // e.g. "build 3/6 RUN npm ci", for explanations
+	Layer digest.Digest `json:"layer,omitempty"`
+	Empty bool          `json:"empty,omitempty"` // the step changed no file
+	// Size is the layer's blob size (0 for an empty step); GC and `strata du` report it.
+	Size    int64         `json:"size,omitempty"`
 	Created time.Time     `json:"created"`
-	Elapsed time.Duration `json:"elapsed"`
+	Elapsed time.Duration `json:"elapsed"` // how long the step took when it ran
+	// The last use is the record file's mtime, set by GetRecord (see Records).
 	// Inputs summarises what the key was made of, so a later miss can say what changed.
 	Inputs map[string]string `json:"inputs,omitempty"`
 }
@@ -418,6 +449,7 @@ func (s *Store) GetRecord(key string) (*Record, error) {
 			return nil, fs.ErrNotExist
 		}
 	}
+	s.used.add(leaseRecord, key)
 	now := time.Now()
 	os.Chtimes(s.recordPath(key), now, now) // last used, for GC
 	return &r, nil
@@ -428,6 +460,7 @@ func (s *Store) PutRecord(r *Record) error {
 	if !validKey(r.Key) {
 		return fmt.Errorf("record: bad key %q", r.Key)
 	}
+	s.used.add(leaseRecord, r.Key)
 	return writeJSON(s.recordPath(r.Key), r)
 }
 
@@ -463,6 +496,7 @@ func hashName(s string) string {
 
 // Tag points name at a manifest digest.
 func (s *Store) Tag(name string, manifest digest.Digest) error {
+	s.used.add(leaseImage, manifest.String())
 	return writeFileAtomic(filepath.Join(s.root, "tags", url.PathEscape(name)), []byte(manifest.String()))
 }
 
@@ -476,6 +510,7 @@ func (s *Store) Lookup(name string) (digest.Digest, error) {
 	if err != nil || !s.Has(d) {
 		return "", fs.ErrNotExist
 	}
+	s.used.add(leaseImage, d.String())
 	return d, nil
 }
 
@@ -513,8 +548,10 @@ func (s *Store) Tags() (map[string]digest.Digest, error) {
 // ---- remote reference resolution memo ----
 
 // Resolved returns the manifest digest a remote reference resolved to last time.
+// Using it counts as a use of the pulled image for GC (the entry's mtime is its last use).
 func (s *Store) Resolved(ref string) (digest.Digest, error) {
-	data, err := os.ReadFile(filepath.Join(s.root, "resolved", url.PathEscape(ref)))
+	p := filepath.Join(s.root, "resolved", url.PathEscape(ref))
+	data, err := os.ReadFile(p)
 	if err != nil {
 		return "", err
 	}
@@ -522,11 +559,17 @@ func (s *Store) Resolved(ref string) (digest.Digest, error) {
 	if err != nil || !s.Has(d) {
 		return "", fs.ErrNotExist
 	}
+	s.used.add(leaseResolved, url.PathEscape(ref))
+	s.used.add(leaseImage, d.String())
+	now := time.Now()
+	os.Chtimes(p, now, now)
 	return d, nil
 }
 
 // SetResolved remembers what a remote reference resolved to.
 func (s *Store) SetResolved(ref string, d digest.Digest) error {
+	s.used.add(leaseResolved, url.PathEscape(ref))
+	s.used.add(leaseImage, d.String())
 	return writeFileAtomic(filepath.Join(s.root, "resolved", url.PathEscape(ref)), []byte(d.String()))
 }
 
@@ -538,6 +581,9 @@ func (s *Store) CacheMountDir(id string) (string, error) {
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		return "", fmt.Errorf("cache mount %s: %w", id, err)
 	}
+	s.used.add(leaseMount, hashName(id))
+	now := time.Now()
+	os.Chtimes(p, now, now) // last used, for GC
 	return p, nil
 }
 
