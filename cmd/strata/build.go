@@ -19,6 +19,7 @@ import (
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/solver"
@@ -276,8 +277,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		}
 	}()
 
-	runtimeCfg := executor.Config{Runtime: o.runtime, StateDir: filepath.Join(runStateDir, "runc")}
-	executor.Cleanup(runtimeCfg)
+	runtimeCfg := executor.Config{Runtime: o.runtime, StateDir: runcStateDir()}
 
 	reg := registry.New(registry.Options{Insecure: o.insecure, Mirrors: append(o.mirrors, configMirrors()...), Platform: platform})
 	resolver := &solver.Resolver{Store: st, Registry: reg, Progress: rec, Pull: o.pull}
@@ -298,6 +298,11 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		return err
 	}
 	v.Done()
+	if hasRun(b) {
+		if err := executor.Check(runtimeCfg); err != nil {
+			return err
+		}
+	}
 
 	ignore, err := contenthash.ReadDockerignore(contextDir, dfPath)
 	if err != nil {
@@ -457,4 +462,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+func hasRun(b *graph.Build) bool {
+	for _, st := range b.Stages {
+		for _, step := range st.Steps {
+			if step.Run != nil {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -17,7 +18,7 @@ type globalOpts struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "build" {
+	if subcommand(os.Args[1:]) == "build" {
 		if handled, code := reexecInNamespace(); handled {
 			os.Exit(code)
 		}
@@ -55,4 +56,19 @@ func newVersionCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "strata %s\n", version)
 		},
 	}
+}
+
+// subcommand finds the command name among global flags ("strata --root DIR build …").
+func subcommand(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--root":
+			i++ // its value
+		case strings.HasPrefix(a, "-"):
+		default:
+			return a
+		}
+	}
+	return ""
 }

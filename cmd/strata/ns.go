@@ -5,10 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/executor"
 )
 
 // nsEnv marks the re-executed child that already runs in its own namespaces.
@@ -40,6 +45,9 @@ func reexecInNamespace() (handled bool, code int) {
 	if err := cmd.Start(); err != nil {
 		runtime.UnlockOSThread()
 		// Kernels or sandboxes without namespace support: run in place.
+		if os.Getenv("STRATA_DEBUG") != "" {
+			fmt.Fprintln(os.Stderr, "strata: no private namespace:", err)
+		}
 		return false, 0
 	}
 	sigs := make(chan os.Signal, 4)
@@ -81,4 +89,26 @@ func setupNamespace() error {
 		return fmt.Errorf("mount runc state dir: %w", err)
 	}
 	return nil
+}
+
+// runcStateDir is private to this build: inside our namespace a tmpfs that dies with us; without
+// one, a per-process directory, and directories of builds that died are cleaned here, so no build
+// ever touches another live build's containers.
+func runcStateDir() string {
+	if os.Getenv(nsEnv) != "" {
+		return filepath.Join(runStateDir, "runc")
+	}
+	ents, _ := os.ReadDir(runStateDir)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "runc-"))
+		if err != nil || !strings.HasPrefix(e.Name(), "runc-") || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			dir := filepath.Join(runStateDir, e.Name())
+			executor.Cleanup(executor.Config{StateDir: dir})
+			os.RemoveAll(dir)
+		}
+	}
+	return filepath.Join(runStateDir, "runc-"+strconv.Itoa(os.Getpid()))
 }

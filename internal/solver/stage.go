@@ -82,6 +82,13 @@ func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) 
 			continue
 		}
 		pos++
+		// Wait for the stages a step reads before its progress line starts, so the time shown
+		// is the step's own.
+		for _, dep := range stepDeps(step) {
+			if _, err := s.wait(ctx, dep); err != nil {
+				return err
+			}
+		}
 		v := s.opts.Progress.Start(label(pos) + " " + step.Text)
 		if err := s.runStep(ctx, st, step, ss, v); err != nil {
 			var se *StepError
@@ -178,4 +185,20 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		ss.fs = ss.fs.with(l)
 	}
 	return nil
+}
+
+// stepDeps lists the stages a step reads besides its own.
+func stepDeps(step *graph.Step) []*graph.Stage {
+	var deps []*graph.Stage
+	if step.Copy != nil && step.Copy.From.Stage != nil {
+		deps = append(deps, step.Copy.From.Stage)
+	}
+	if step.Run != nil {
+		for _, m := range step.Run.Mounts {
+			if m.From != nil && m.From.Stage != nil {
+				deps = append(deps, m.From.Stage)
+			}
+		}
+	}
+	return deps
 }
