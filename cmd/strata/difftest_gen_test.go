@@ -728,6 +728,7 @@ type simStage struct {
 	fs     simFS
 	chain  string
 	cfgEnv []string // image config env: [K=V], in place order
+	env    simEnv   // build state env at the end of the stage
 	cwd    string
 }
 
@@ -790,7 +791,12 @@ func (p *project) simulate() *simResult {
 			st.cfgEnv = slices.Clone(parent.cfgEnv)
 			st.cwd = parent.cwd
 		}
+		// A stage FROM another stage inherits its build state, ARG values included (as BuildKit's
+		// llb state does), and then re-applies the config env on top.
 		env := simEnv{}
+		if sd.base != "" {
+			env = slices.Clone(res.stages[sd.base].env)
+		}
 		for _, kv := range st.cfgEnv {
 			k, v, _ := strings.Cut(kv, "=")
 			env = env.set(k, v)
@@ -867,6 +873,7 @@ func (p *project) simulate() *simResult {
 				st.chain = hashStr(st.chain, "run", in.out, out)
 			}
 		}
+		st.env = env
 		res.stages[sd.name] = st
 	}
 	// Only stages the target needs are built.

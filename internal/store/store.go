@@ -95,16 +95,27 @@ func open(root string, exclusive, wait bool) (*Store, error) {
 	s.lock = lf
 	s.exclusive = exclusive
 	s.cleanStaleTmp()
-	tmp, err := os.MkdirTemp(filepath.Join(root, "tmp"), "p"+strconv.Itoa(os.Getpid())+"-")
+	// The scratch dir is created and locked under a name cleanStaleTmp leaves alone, then renamed
+	// into place: another process opening the store at the same moment must never see it unlocked
+	// and delete it as stale.
+	newTmp, err := os.MkdirTemp(filepath.Join(root, "tmp"), newScratchPrefix+"p"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("store scratch dir: %w", err)
 	}
-	tl, err := os.OpenFile(filepath.Join(tmp, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	tl, err := os.OpenFile(filepath.Join(newTmp, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err == nil {
 		err = syscall.Flock(int(tl.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	}
+	tmp := filepath.Join(root, "tmp", strings.TrimPrefix(filepath.Base(newTmp), newScratchPrefix))
+	if err == nil {
+		err = os.Rename(newTmp, tmp)
+	}
 	if err != nil {
+		if tl != nil {
+			tl.Close()
+		}
+		os.RemoveAll(newTmp)
 		s.Close()
 		return nil, fmt.Errorf("store scratch lock: %w", err)
 	}
@@ -112,11 +123,20 @@ func open(root string, exclusive, wait bool) (*Store, error) {
 	return s, nil
 }
 
+// newScratchPrefix marks a scratch dir still being set up by Open.
+const newScratchPrefix = ".new-"
+
 // cleanStaleTmp removes scratch dirs whose owner no longer holds their lock (a killed build).
 func (s *Store) cleanStaleTmp() {
 	ents, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
 	for _, e := range ents {
 		p := filepath.Join(s.root, "tmp", e.Name())
+		if strings.HasPrefix(e.Name(), newScratchPrefix) {
+			// Being set up by a concurrent Open; only one left by a crash long ago is stale.
+			if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < time.Minute {
+				continue
+			}
+		}
 		f, err := os.Open(filepath.Join(p, ".lock"))
 		if err == nil {
 			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
