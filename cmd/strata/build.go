@@ -19,7 +19,6 @@ import (
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
-	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/solver"
@@ -298,11 +297,6 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		return err
 	}
 	v.Done()
-	if hasRun(b) {
-		if err := executor.Check(runtimeCfg); err != nil {
-			return err
-		}
-	}
 
 	ignore, err := contenthash.ReadDockerignore(contextDir, dfPath)
 	if err != nil {
@@ -462,15 +456,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
-}
-
-func hasRun(b *graph.Build) bool {
-	for _, st := range b.Stages {
-		for _, step := range st.Steps {
-			if step.Run != nil {
-				return true
-			}
-		}
-	}
-	return false
 }

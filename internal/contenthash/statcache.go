@@ -30,6 +30,8 @@ type StatCache struct {
 	// recordedAt is when the loaded file was saved; zero for a new cache.
 	recordedAt int64
 	entries    map[string]statEntry
+	// dirty is set when an entry changed since load, so a no-change build skips the rewrite.
+	dirty bool
 }
 
 type statEntry struct {
@@ -84,6 +86,11 @@ func LoadStatCache(file string) (*StatCache, error) {
 // never sees half a cache.
 func (c *StatCache) Save(file string) error {
 	c.mu.Lock()
+	if !c.dirty {
+		// Keeping the older RecordedAt is safe: it can only make more entries look racy.
+		c.mu.Unlock()
+		return nil
+	}
 	sf := statFile{RecordedAt: time.Now().UnixNano(), Entries: c.entries}
 	var buf bytes.Buffer
 	buf.WriteString(statCacheMagic)
@@ -188,6 +195,9 @@ func (c *StatCache) store(abs string, fi fs.FileInfo, d digest.Digest, hashedAt 
 	sig.Digest = string(d)
 	sig.HashedAt = hashedAt.UnixNano()
 	c.mu.Lock()
-	c.entries[abs] = sig
+	if c.entries[abs] != sig {
+		c.entries[abs] = sig
+		c.dirty = true
+	}
 	c.mu.Unlock()
 }

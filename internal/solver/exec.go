@@ -268,6 +268,10 @@ func fileModeFromUnix(m uint32) fs.FileMode {
 }
 
 func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in *inputs, v *progress.Vertex) error {
+	s.runtimeOK.Do(func() { s.runtimeErr = executor.Check(s.opts.Runtime) })
+	if s.runtimeErr != nil {
+		return s.runtimeErr
+	}
 	r := step.Run
 	network := r.Network
 	if network == "" || network == "default" {

@@ -92,10 +92,14 @@ type stageState struct {
 }
 
 type solver struct {
-	opts    Options
-	stages  map[*graph.Stage]*stageState
-	mu      sync.Mutex
-	results []StepResult
+	opts Options
+	// runtimeOK checks the OCI runtime once, when the first RUN has to execute: a fully cached
+	// build never pays for it.
+	runtimeOK  sync.Once
+	runtimeErr error
+	stages     map[*graph.Stage]*stageState
+	mu         sync.Mutex
+	results    []StepResult
 }
 
 // Solve builds b.Target and returns its image, stored in the store (not tagged).

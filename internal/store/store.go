@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -502,9 +503,31 @@ func (s *Store) Last(position string) (map[string]string, error) {
 	return m, err
 }
 
-// SetLast records the inputs of a step position.
+// SetLast records the inputs of a step position. It writes only when they changed, and without
+// fsync: the summary only words a later miss reason, so losing it to a crash costs nothing real.
 func (s *Store) SetLast(position string, inputs map[string]string) error {
-	return writeJSON(filepath.Join(s.root, "records", hashName(position)+".json"), inputs)
+	p := filepath.Join(s.root, "records", hashName(position)+".json")
+	var prev map[string]string
+	if readJSON(p, &prev) == nil && maps.Equal(prev, inputs) {
+		return nil
+	}
+	data, err := json.Marshal(inputs)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-last-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
 }
 
 func hashName(s string) string {
