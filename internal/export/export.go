@@ -162,7 +162,17 @@ func writeBlob(tw *tar.Writer, desc ocispec.Descriptor, bs BlobOpener) error {
 
 func copyVerified(w io.Writer, r io.Reader, desc ocispec.Descriptor) error {
 	v := desc.Digest.Verifier()
-	n, err := io.Copy(io.MultiWriter(w, v), io.LimitReader(r, desc.Size+1))
+	// Hash on another goroutine: the pipe hands each chunk over as soon as the hasher has copied
+	// it, so hashing one chunk overlaps writing the next and export costs the slower of the two.
+	pr, pw := io.Pipe()
+	hashed := make(chan struct{})
+	go func() {
+		io.Copy(v, pr)
+		close(hashed)
+	}()
+	n, err := io.Copy(io.MultiWriter(w, pw), io.LimitReader(r, desc.Size+1))
+	pw.Close()
+	<-hashed
 	if err != nil {
 		return fmt.Errorf("copy blob %s: %w", desc.Digest, err)
 	}
