@@ -57,7 +57,7 @@ func (in *inputs) key(step *graph.Step, parent digest.Digest) string {
 	doc := map[string]any{"v": keyVersion, "kind": string(step.Kind), "def": in.def, "parent": parent}
 	var sel []string
 	for _, s := range in.srcs {
-		sel = append(sel, string(s.sel.Digest))
+		sel = append(sel, keyDigest(step, s.sel))
 	}
 	doc["srcs"] = sel
 	m := map[string]string{}
@@ -428,4 +428,31 @@ func fileChanges(prev, cur map[string]string) string {
 		return changed[0]
 	}
 	return fmt.Sprintf("%s (+%d files)", changed[0], len(changed)-1)
+}
+
+// keyDigest is the selection's digest as the step reads it: --chmod replaces every permission bit
+// and --chown every owner, so source modes (or owners) that the copy overwrites must not cause a
+// miss.
+func keyDigest(step *graph.Step, sel *contenthash.Selection) string {
+	c := step.Copy
+	if c == nil || (c.Chmod == "" && c.Chown == "") {
+		return string(sel.Digest)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "chmod=%t chown=%t\n", c.Chmod != "", c.Chown != "")
+	for _, m := range sel.Matches {
+		fmt.Fprintf(h, "m %q %q %t\n", m.Pattern, m.Path, m.IsDir)
+	}
+	for _, f := range sel.Files {
+		mode := f.Mode
+		if c.Chmod != "" {
+			mode = f.Mode.Type()
+		}
+		uid, gid := f.UID, f.GID
+		if c.Chown != "" {
+			uid, gid = 0, 0
+		}
+		fmt.Fprintf(h, "f %q %o %d %q %s %d %d\n", f.Path, uint32(mode), f.Size, f.Link, f.Digest, uid, gid)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
