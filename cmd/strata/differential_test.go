@@ -17,6 +17,8 @@ package main
 // Reproduce:    go test -run Differential -count=1 ./cmd/strata -args -seed=N -sequences=1
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -26,6 +28,7 @@ import (
 	"io/fs"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -61,15 +64,31 @@ type diffStats struct {
 // tolerates) and counts it, so the cache invariants stay checked.
 var runtimeFlake = regexp.MustCompile(`cannot start an already running container|container process is already dead|did not complete successfully: exit code: 137`)
 
+// diffBuildTimeout bounds one build: a tiny project builds in seconds, so a build that takes
+// minutes is hung and must fail the sequence, not stall CI.
+const diffBuildTimeout = 3 * time.Minute
+
 func diffBuild(t *testing.T, e *env, stats *diffStats, args ...string) result {
 	t.Helper()
-	r := e.run(append([]string{"build", "--progress=plain"}, args...)...)
+	run := func() result {
+		ctx, cancel := context.WithTimeout(context.Background(), diffBuildTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, strataBin, append([]string{"--root", e.root, "build", "--progress=plain"}, args...)...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err := cmd.Run()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %s: %w", diffBuildTimeout, err)
+		}
+		return result{out: buf.String(), err: err}
+	}
+	r := run()
 	if r.err != nil && runtimeFlake.MatchString(r.out) {
 		stats.mu.Lock()
 		stats.runtimeFlakes++
 		stats.mu.Unlock()
 		t.Logf("runtime flake (retrying once): %s", runtimeFlake.FindString(r.out))
-		r = e.run(append([]string{"build", "--progress=plain"}, args...)...)
+		r = run()
 	}
 	if r.err != nil {
 		t.Fatalf("strata build %v: %v\n%s", args, r.err, r.out)

@@ -396,11 +396,19 @@ func (p *project) genFrom(rng *rand.Rand, idx int) *instr {
 // genRun makes a RUN that reads a few paths the stage has (or may have) and writes /o/rN.
 func (p *project) genRun(rng *rand.Rand, s *stageDef) *instr {
 	p.nRun++
-	out := fmt.Sprintf("/o/r%d", p.nRun)
+	return p.genRunTo(rng, s, fmt.Sprintf("/o/r%d", p.nRun))
+}
+
+// genRunTo makes a RUN writing out. It never reads out itself: `cat f > f` truncates f first, and
+// busybox cat appending to the file it reads never ends.
+func (p *project) genRunTo(rng *rand.Rand, s *stageDef, out string) *instr {
 	sim := p.simulate()
 	fsys := sim.stages[s.name].fs
 	var files, dirs []string
 	for pth, e := range fsys {
+		if pth == out {
+			continue
+		}
 		switch e.typ {
 		case 'd':
 			dirs = append(dirs, pth)
@@ -655,10 +663,7 @@ func (p *project) tryEdit(rng *rand.Rand, dir string) (string, error, bool) {
 		}
 		i := rng.Intn(len(runs))
 		old := runs[i]
-		nr := p.genRun(rng, where[i])
-		p.nRun--
-		nr.out = old.out
-		nr.text = runText(nr)
+		nr := p.genRunTo(rng, where[i], old.out)
 		if nr.text == old.text {
 			return "", nil, false
 		}
@@ -846,6 +851,8 @@ func (p *project) simulate() *simResult {
 				} else {
 					sel = stageSelect(res.stages[in.from].fs, in.srcs[0])
 				}
+				// With --chmod the source mode is not read (strata keys what lands in the layer;
+				// BuildKit keys the source mode too, which is a needless miss strata avoids).
 				if in.chmod != 0 {
 					for i, l := range sel {
 						if l.e.typ == 'f' {
@@ -853,22 +860,21 @@ func (p *project) simulate() *simResult {
 						}
 					}
 				}
-				fp := selFP(sel)
-				key := hashStr("COPY", in.text, fp, st.chain)
+				key := hashStr("COPY", in.text, selFP(sel), st.chain)
 				st.steps = append(st.steps, simStep{pos: pos, text: in.text, key: key,
-					inputs: fmt.Sprintf("parent %s, files:\n%s", st.chain, indent(fp))})
+					inputs: fmt.Sprintf("parent %s, files:\n%s", st.chain, indent(selFP(sel)))})
 				st.fs.apply(in.dest, sel)
-				st.chain = hashStr(st.chain, "copy", in.text, fp)
+				st.chain = hashStr(st.chain, "copy", in.text, selFP(sel))
 			case "run":
 				pos++
 				envSig := strings.Join(env, "\x00")
 				key := hashStr("RUN", in.text, envSig, st.cwd, st.chain)
 				st.steps = append(st.steps, simStep{pos: pos, text: in.text, key: key,
 					inputs: fmt.Sprintf("parent %s, env %q, cwd %s", st.chain, []string(env), st.cwd)})
-				out := st.fs.runOutput(in, env)
-				if _, ok := st.fs["/o"]; !ok {
+				if _, ok := st.fs["/o"]; !ok { // mkdir -p /o runs first
 					st.fs["/o"] = &fent{typ: 'd', mode: 0o755}
 				}
+				out := st.fs.runOutput(in, env)
 				st.fs[in.out] = &fent{typ: 'f', mode: 0o644, data: out}
 				st.chain = hashStr(st.chain, "run", in.out, out)
 			}
@@ -1106,6 +1112,10 @@ func (f simFS) runOutput(in *instr, env simEnv) string {
 				if path.Dir(p) == dir {
 					names = append(names, path.Base(p))
 				}
+			}
+			if path.Dir(in.out) == dir {
+				// The shell creates the output file before ls runs.
+				names = append(names, path.Base(in.out))
 			}
 			sort.Strings(names)
 			for _, n := range names {
