@@ -112,26 +112,6 @@ type project struct {
 	nRun   int
 }
 
-func (p *project) clone() *project {
-	c := &project{files: map[string]*cfile{}, ignore: map[string]bool{}, args: map[string]string{}, nRun: p.nRun}
-	for k, v := range p.files {
-		f := *v
-		c.files[k] = &f
-	}
-	for k, v := range p.ignore {
-		c.ignore[k] = v
-	}
-	for k, v := range p.args {
-		c.args[k] = v
-	}
-	for _, s := range p.stages {
-		ns := *s
-		ns.steps = slices.Clone(s.steps)
-		c.stages = append(c.stages, &ns)
-	}
-	return c
-}
-
 func (p *project) dockerfile() string {
 	var b strings.Builder
 	for _, s := range p.stages {
@@ -846,8 +826,9 @@ func (p *project) simulate() *simResult {
 			case "copy", "from":
 				pos++
 				var sel []landing
+				links := "" // followed top-level symlinks: read (so keyed), but not in the layer
 				if in.kind == "copy" {
-					sel = p.ctxSelect(in.srcs)
+					sel, links = p.ctxSelect(in.srcs)
 				} else {
 					sel = stageSelect(res.stages[in.from].fs, in.srcs[0])
 				}
@@ -860,9 +841,9 @@ func (p *project) simulate() *simResult {
 						}
 					}
 				}
-				key := hashStr("COPY", in.text, selFP(sel), st.chain)
+				key := hashStr("COPY", in.text, selFP(sel), links, st.chain)
 				st.steps = append(st.steps, simStep{pos: pos, text: in.text, key: key,
-					inputs: fmt.Sprintf("parent %s, files:\n%s", st.chain, indent(selFP(sel)))})
+					inputs: fmt.Sprintf("parent %s, links %q, files:\n%s", st.chain, links, indent(selFP(sel)))})
 				st.fs.apply(in.dest, sel)
 				st.chain = hashStr(st.chain, "copy", in.text, selFP(sel))
 			case "run":
@@ -966,9 +947,9 @@ func (p *project) walk(dir string, prefix string, out *[]landing) {
 
 // ctxSelect models BuildKit's COPY source resolution on the context: a named file lands under its
 // base name (a top-level symlink is followed), a directory contributes its contents, a wildcard
-// each match.
-func (p *project) ctxSelect(srcs []string) []landing {
-	var out []landing
+// each match. links lists the followed symlinks with their targets: the step reads them, so a
+// retarget is a legitimate miss even when the target has the same content.
+func (p *project) ctxSelect(srcs []string) (out []landing, links string) {
 	for _, src := range srcs {
 		var named []string
 		switch {
@@ -991,6 +972,7 @@ func (p *project) ctxSelect(srcs []string) []landing {
 		for _, n := range named {
 			e := p.entry(n)
 			if e != nil && e.typ == 'l' {
+				links += n + "->" + e.link + "\n"
 				e = p.entry(path.Join(path.Dir(n), e.link))
 			}
 			if e == nil {
@@ -1004,7 +986,7 @@ func (p *project) ctxSelect(srcs []string) []landing {
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].rel < out[j].rel })
-	return out
+	return out, links
 }
 
 // stageSelect selects "/dir/" (its contents) or a file from a stage's filesystem.

@@ -149,10 +149,7 @@ SIZE is the bytes on disk an entry keeps alive (content shared by several entrie
 				}
 				fmt.Fprintln(tw, "\nKEPT AS\tID\tCREATED\tLAST USED\tTOOK\tSIZE\tNAME")
 				for _, e := range inv {
-					id := e.ID
-					if strings.HasPrefix(id, "sha256:") {
-						id = strings.TrimPrefix(id, "sha256:")
-					}
+					id := strings.TrimPrefix(e.ID, "sha256:")
 					if len(id) > 12 {
 						id = id[:12]
 					}

@@ -150,7 +150,7 @@ func (c *copier) extract(base string, hdr *tar.Header, r io.Reader) error {
 			}
 		}
 		c.dirs[dirKey(base, name)] = full
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg, 0: // 0 is the pre-POSIX regular-file flag (TypeRegA)
 		out, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return err

@@ -276,7 +276,8 @@ func (b *builder) dispatch(s *stageState, st *state, c *command) (*graph.Step, e
 			args = withShell(st.cfg.Shell, args)
 		}
 		st.cfg.Cmd = args
-		st.cfg.ArgsEscaped = true //nolint:staticcheck // Docker still reads it
+		//lint:ignore SA1019 Docker still reads it for shell-form CMD, as BuildKit writes it
+		st.cfg.ArgsEscaped = true
 		st.cmdSet = true
 		step.CreatedBy = fmt.Sprintf("CMD %q", args)
 	case *instructions.EntrypointCommand:

@@ -188,7 +188,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err := removeExisting(fd, name, u.dir, path.Join(parentRel, name)); err != nil {
 			return err
 		}
-		if err := unix.Mknodat(fd, name, unix.S_IFCHR|0o000, 0); err != nil {
+		if err := unix.Mknodat(fd, name, unix.S_IFCHR, 0); err != nil {
 			return fmt.Errorf("create whiteout: %w", err)
 		}
 		return setMeta(fd, name, hdr, false)
