@@ -248,33 +248,13 @@ func (s *solver) selectFrom(ctx context.Context, from graph.Source, srcs, exclud
 		if err != nil {
 			return source{}, err
 		}
-		root, cleanup, err := s.mountRO(dep.fs)
-		if err != nil {
-			return source{}, err
-		}
-		in.cleanups = append(in.cleanups, cleanup)
-		cs := &contenthash.Source{Root: root, Owners: true}
-		sel, err := cs.Select(srcs, excludes)
-		if err != nil {
-			return source{}, fmt.Errorf("stage %s: %w", from.Stage.DisplayName(), err)
-		}
-		return source{root: root, sel: sel}, nil
+		return s.selectInFS(dep.fs, srcs, excludes, in, "stage "+from.Stage.DisplayName())
 	case from.Image != "":
 		base, err := s.opts.Images.Load(ctx, from.Image, from.Digest)
 		if err != nil {
 			return source{}, err
 		}
-		root, cleanup, err := s.mountRO(base.fs)
-		if err != nil {
-			return source{}, err
-		}
-		in.cleanups = append(in.cleanups, cleanup)
-		cs := &contenthash.Source{Root: root, Owners: true}
-		sel, err := cs.Select(srcs, excludes)
-		if err != nil {
-			return source{}, fmt.Errorf("image %s: %w", from.Image, err)
-		}
-		return source{root: root, sel: sel}, nil
+		return s.selectInFS(base.fs, srcs, excludes, in, "image "+from.Image)
 	case from.Context != "":
 		dir, ok := s.opts.NamedContexts[from.Context]
 		if !ok {
@@ -294,6 +274,22 @@ func (s *solver) selectFrom(ctx context.Context, from graph.Source, srcs, exclud
 		}
 		return source{root: s.opts.ContextDir, sel: sel, ctx: true}, nil
 	}
+}
+
+// selectInFS mounts a stage's or image's filesystem read-only (until the step's inputs are
+// released) and selects srcs in it, owners included.
+func (s *solver) selectInFS(f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
+	root, cleanup, err := s.mountRO(f)
+	if err != nil {
+		return source{}, err
+	}
+	in.cleanups = append(in.cleanups, cleanup)
+	cs := &contenthash.Source{Root: root, Owners: true}
+	sel, err := cs.Select(srcs, excludes)
+	if err != nil {
+		return source{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return source{root: root, sel: sel}, nil
 }
 
 // fetchURL downloads an ADD URL into scratch space; its content digest is the step's input.
