@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,5 +85,38 @@ func TestSourceEditRerunsOnlyWhatReadsIt(t *testing.T) {
 	r = e.build(ctx)
 	if m := missed(r.out); len(m) != 0 {
 		t.Fatalf("editing a .dockerignored file re-ran %v", m)
+	}
+}
+
+// The cache record points at a compressed blob, so --compression is part of the key: a gzip
+// layer never answers a zstd build.
+func TestCompressionIsPartOfTheKey(t *testing.T) {
+	e := newEnv(t)
+	ctx := e.project("zstd", map[string]string{
+		"Dockerfile": "FROM {{BASE}}\nCOPY a.txt /a.txt\n",
+		"a.txt":      "a\n",
+	})
+	e.build(ctx)
+	out := filepath.Join(e.dir, "z.tar")
+	r := e.build("--compression", "zstd", "-o", "type=oci,dest="+out, ctx)
+	if st := stepStates(r.out)["[2/2] COPY a.txt /a.txt"]; st != "MISS" {
+		t.Fatalf("zstd build after a gzip build: COPY %s, want MISS\n%s", st, r.out)
+	}
+	data, err := exec.Command("tar", "-xOf", out, "index.json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "manifest") {
+		t.Fatalf("index.json: %s", data)
+	}
+	m, err := exec.Command("sh", "-c", "cd "+e.dir+" && mkdir -p zx && tar -xf z.tar -C zx && cat zx/blobs/sha256/$(sed 's/.*sha256:\\([0-9a-f]*\\).*/\\1/' zx/index.json)").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(m), "tar+zstd") {
+		t.Fatalf("manifest has no zstd layer: %s", m)
+	}
+	if r := e.build("--compression", "zstd", ctx); len(missed(r.out)) != 0 {
+		t.Fatalf("second zstd build missed %v", missed(r.out))
 	}
 }

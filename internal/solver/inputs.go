@@ -53,8 +53,10 @@ func (in *inputs) release() {
 	}
 }
 
-func (in *inputs) key(step *graph.Step, parent digest.Digest) string {
-	doc := map[string]any{"v": keyVersion, "kind": string(step.Kind), "def": in.def, "parent": parent}
+// key names the step's result. compression is part of it because the record points at a
+// compressed blob: a gzip layer must not answer a zstd build.
+func (in *inputs) key(step *graph.Step, parent digest.Digest, compression string) string {
+	doc := map[string]any{"v": keyVersion, "kind": string(step.Kind), "def": in.def, "parent": parent, "compression": compression}
 	var sel []string
 	for _, s := range in.srcs {
 		sel = append(sel, keyDigest(step, s.sel))

@@ -132,7 +132,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		return err
 	}
 	defer in.release()
-	key := in.key(step, ss.fs.chain)
+	key := in.key(step, ss.fs.chain, s.opts.Compression)
 	position := fmt.Sprintf("%s|%s|%d", s.opts.Position, st.DisplayName(), step.Pos)
 	summary := in.summary(step, ss.fs.chain)
 	res := StepResult{Stage: st.DisplayName(), Pos: step.Pos, Text: step.Text, Key: key}
