@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,11 +15,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
+	"github.com/strata-build/strata/internal/remotecache"
 	"github.com/strata-build/strata/internal/solver"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -51,6 +51,8 @@ type buildOpts struct {
 	mirrors       []string
 	contextPerms  string
 	gcKeepStorage string
+	cacheFrom     []string
+	cacheTo       []string
 }
 
 func newBuildCmd(g *globalOpts) *cobra.Command {
@@ -84,71 +86,14 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringArrayVar(&o.allow, "allow", nil, "extra privileges: security.insecure")
 	f.StringVar(&o.network, "network", "default", "network for RUN: default (host), host, none")
 	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for RUN (runc or crun)")
-	f.StringVar(&o.compression, "compression", "gzip", "layer compression: gzip or zstd")
+	f.StringVar(&o.compression, "compression", "", "layer compression: gzip (default) or zstd")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "import cache: REF, type=registry,ref=REF or type=local,src=DIR; repeatable, searched in order")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export cache: type=registry,ref=REF|type=local,dest=DIR|type=inline[,mode=min|max][,mounts=true][,ignore-error=true]")
 	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "registry host allowed over plain HTTP (loopback always is)")
 	f.StringArrayVar(&o.mirrors, "registry-mirror", nil, "mirror for docker.io")
 	f.StringVar(&o.contextPerms, "context-perms", "keep", "context file permissions in keys and layers: keep, or normalize (0644/0755 like git)")
 	f.StringVar(&o.gcKeepStorage, "gc-keep-storage", "", "after the build, collect least recently used cache until the store fits SIZE, or off (default: config gc-keep-storage, else min(10% of disk, 20GB))")
 	return cmd
-}
-
-// output is one -o request.
-type output struct {
-	typ   string
-	dest  string
-	tar   bool
-	attrs map[string]string
-}
-
-func parseOutputs(specs []string, push bool) ([]output, error) {
-	var outs []output
-	for _, s := range specs {
-		o := output{tar: true, attrs: map[string]string{}}
-		if !strings.Contains(s, "=") {
-			// buildx: a bare path means a local directory, "-" a tar on stdout.
-			o.typ, o.dest = "local", s
-			outs = append(outs, o)
-			continue
-		}
-		for _, kv := range strings.Split(s, ",") {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, fmt.Errorf("--output %q: %q is not KEY=VALUE", s, kv)
-			}
-			switch k {
-			case "type":
-				o.typ = v
-			case "dest":
-				o.dest = v
-			case "tar":
-				o.tar = v != "false"
-			default:
-				o.attrs[k] = v
-			}
-		}
-		switch o.typ {
-		case "oci", "docker", "local":
-			if o.dest == "" {
-				return nil, fmt.Errorf("--output %q: type=%s needs dest=PATH", s, o.typ)
-			}
-		case "registry", "image":
-			if o.attrs["push"] == "true" {
-				o.typ = "registry"
-			}
-		case "":
-			return nil, fmt.Errorf("--output %q: missing type= (image, oci, docker, registry, local)", s)
-		default:
-			return nil, fmt.Errorf("--output %q: unknown type %q (image, oci, docker, registry, local)", s, o.typ)
-		}
-		outs = append(outs, o)
-	}
-	if push {
-		outs = append(outs, output{typ: "registry"})
-	}
-	if len(outs) == 0 {
-		outs = append(outs, output{typ: "image"})
-	}
-	return outs, nil
 }
 
 func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string) (retErr error) {
@@ -165,76 +110,82 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	default:
 		return fmt.Errorf("--progress=%s: use auto, plain, tty or quiet", o.progress)
 	}
-	rec := progress.NewRecorder(sink)
-
-	platform := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	bo := build.Options{
+		Progress: progress.NewRecorder(sink),
+		Warn:     func(s string) { fmt.Fprintf(stderr, "WARNING: %s\n", s) },
+		Tags:     o.tags, Target: o.target, NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Pull: o.pull,
+		Network: o.network, Compression: o.compression, NormalizePerms: o.contextPerms == "normalize",
+		IIDFile: o.iidfile, MetadataFile: o.metadataFile,
+		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+	}
 	if o.platform != "" && o.platform != "linux/amd64" {
 		return fmt.Errorf("--platform=%s: only linux/amd64 is supported", o.platform)
 	}
 	if o.network != "default" && o.network != "host" && o.network != "none" {
 		return fmt.Errorf("--network=%s: use default, host or none", o.network)
 	}
-	if o.compression != "gzip" && o.compression != "zstd" {
+	if o.compression != "" && o.compression != "gzip" && o.compression != "zstd" {
 		return fmt.Errorf("--compression=%s: use gzip or zstd", o.compression)
 	}
 	if o.contextPerms != "keep" && o.contextPerms != "normalize" {
 		return fmt.Errorf("--context-perms=%s: use keep or normalize", o.contextPerms)
 	}
-	allowInsecure := false
 	for _, a := range o.allow {
 		if a != "security.insecure" {
 			return fmt.Errorf("--allow %s: only security.insecure is supported", a)
 		}
-		allowInsecure = true
+		bo.AllowInsecure = true
 	}
-	outs, err := parseOutputs(o.outputs, o.push)
-	if err != nil {
+	var err error
+	if bo.Outputs, err = build.ParseOutputs(o.outputs, o.push); err != nil {
 		return err
 	}
-	for _, out := range outs {
-		if out.typ == "registry" && len(o.tags) == 0 {
-			return errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
+	for _, s := range o.cacheFrom {
+		sp, err := remotecache.ParseSpec(s, false)
+		if err != nil {
+			return err
 		}
+		bo.CacheFrom = append(bo.CacheFrom, sp)
+	}
+	for _, s := range o.cacheTo {
+		sp, err := remotecache.ParseSpec(s, true)
+		if err != nil {
+			return err
+		}
+		bo.CacheTo = append(bo.CacheTo, sp)
 	}
 
-	contextDir, err := filepath.Abs(contextArg)
-	if err != nil {
+	if bo.ContextDir, err = filepath.Abs(contextArg); err != nil {
 		return err
 	}
-	if st, err := os.Stat(contextDir); err != nil || !st.IsDir() {
+	if st, err := os.Stat(bo.ContextDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("build context %s: not a directory", contextArg)
 	}
 	dfPath := o.file
-	var dfData []byte
 	if dfPath == "-" {
-		dfData, err = io.ReadAll(cmd.InOrStdin())
-		if err != nil {
+		if bo.Dockerfile, err = io.ReadAll(cmd.InOrStdin()); err != nil {
 			return fmt.Errorf("read Dockerfile from stdin: %w", err)
 		}
-		dfPath = filepath.Join(contextDir, "Dockerfile")
+		dfPath = filepath.Join(bo.ContextDir, "Dockerfile")
 	} else {
 		if dfPath == "" {
-			dfPath = filepath.Join(contextDir, "Dockerfile")
+			dfPath = filepath.Join(bo.ContextDir, "Dockerfile")
 		}
-		dfData, err = os.ReadFile(dfPath)
-		if err != nil {
+		if bo.Dockerfile, err = os.ReadFile(dfPath); err != nil {
 			return fmt.Errorf("read Dockerfile: %w", err)
 		}
 	}
-	buildArgs, err := parseKVs(o.buildArgs, true, "--build-arg")
-	if err != nil {
+	bo.DockerfilePath = dfPath
+	if bo.BuildArgs, err = parseKVs(o.buildArgs, true, "--build-arg"); err != nil {
 		return err
 	}
-	labels, err := parseKVs(o.labels, false, "--label")
-	if err != nil {
+	if bo.Labels, err = parseKVs(o.labels, false, "--label"); err != nil {
 		return err
 	}
-	secrets, err := parseSecrets(o.secrets)
-	if err != nil {
+	if bo.Secrets, err = parseSecrets(o.secrets); err != nil {
 		return err
 	}
-	named := map[string]string{}
-	namedDirs := map[string]string{}
+	bo.NamedContexts = map[string]string{}
 	for _, bc := range o.buildContexts {
 		k, v, ok := strings.Cut(bc, "=")
 		if !ok || k == "" || v == "" {
@@ -249,9 +200,8 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 				return fmt.Errorf("--build-context %s=%s: not a directory", k, v)
 			}
 			v = abs
-			namedDirs[strings.ToLower(k)] = abs
 		}
-		named[strings.ToLower(k)] = v
+		bo.NamedContexts[k] = v
 	}
 
 	rootDir := g.root
@@ -275,74 +225,18 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 			autoGC(stderr, st, gcKeep, o.progress == "quiet")
 		}
 	}()
-
-	runtimeCfg := executor.Config{Runtime: o.runtime, StateDir: runcStateDir()}
-
-	reg := registry.New(registry.Options{Insecure: o.insecure, Mirrors: append(o.mirrors, configMirrors()...), Platform: platform})
-	resolver := &solver.Resolver{Store: st, Registry: reg, Progress: rec, Pull: o.pull}
+	bo.Store = st
+	bo.Runtime = executor.Config{Runtime: o.runtime, StateDir: runcStateDir()}
+	bo.Registry = registry.Options{Insecure: o.insecure, Mirrors: append(o.mirrors, configMirrors()...), Platform: bo.Platform}
 
 	dfName := filepath.Base(dfPath)
 	defer func() {
 		if retErr != nil {
-			retErr = reportError(stderr, dfName, dfData, retErr)
+			retErr = reportError(stderr, dfName, bo.Dockerfile, retErr)
 		}
 	}()
-	v := rec.Start("[internal] load build definition from " + dfName)
-	b, err := dockerfile.Parse(ctx, dockerfile.Options{
-		Dockerfile: dfData, Filename: dfName, BuildArgs: buildArgs, Target: o.target,
-		Platform: platform, Labels: labels, NamedContexts: named, Resolver: resolver,
-	})
-	if err != nil {
-		v.Fail(err)
-		return err
-	}
-	v.Done()
-
-	ignore, err := contenthash.ReadDockerignore(contextDir, dfPath)
-	if err != nil {
-		return err
-	}
-	scPath := st.StatCachePath(contextDir)
-	sc, _ := contenthash.LoadStatCache(scPath)
-
-	res, err := solver.Solve(ctx, b, solver.Options{
-		Store: st, Images: resolver, Progress: rec,
-		ContextDir: contextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
-		NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, NormalizePerms: o.contextPerms == "normalize",
-		Runtime: runtimeCfg, Network: o.network, Secrets: secrets, AllowInsecure: allowInsecure,
-		Compression: o.compression, Position: dfPath + "|" + o.target,
-	})
-	if sc != nil {
-		if err := sc.Save(scPath); err != nil {
-			fmt.Fprintf(stderr, "warning: stat cache not saved: %v\n", err)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if err := exportAll(ctx, rec, st, reg, res, outs, o.tags); err != nil {
-		return err
-	}
-	if o.iidfile != "" {
-		if err := os.WriteFile(o.iidfile, []byte(res.Image.Manifest.Digest.String()), 0o644); err != nil {
-			return fmt.Errorf("--iidfile: %w", err)
-		}
-	}
-	if o.metadataFile != "" {
-		md := map[string]any{
-			"containerimage.digest":        res.Image.Manifest.Digest.String(),
-			"containerimage.config.digest": res.Image.Config.Digest.String(),
-			"containerimage.descriptor":    res.Image.Manifest,
-		}
-		if len(o.tags) > 0 {
-			md["image.name"] = strings.Join(o.tags, ",")
-		}
-		data, _ := json.MarshalIndent(md, "", "  ")
-		if err := os.WriteFile(o.metadataFile, data, 0o644); err != nil {
-			return fmt.Errorf("--metadata-file: %w", err)
-		}
-	}
-	return nil
+	_, err = build.Run(ctx, bo)
+	return err
 }
 
 func parseKVs(list []string, fromEnv bool, flag string) (map[string]string, error) {

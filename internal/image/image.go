@@ -187,3 +187,31 @@ func verifyBytes(desc ocispec.Descriptor, b []byte) error {
 	}
 	return nil
 }
+
+// Rewrite returns img with configBytes as its config: a new manifest naming the new config, both
+// stored with put. The layers stay as they are.
+func Rewrite(img *Image, configBytes []byte, put func([]byte) (digest.Digest, error)) (*Image, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(img.ManifestBytes, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", img.Manifest.Digest, err)
+	}
+	cd, err := put(configBytes)
+	if err != nil {
+		return nil, err
+	}
+	m.Config.Digest, m.Config.Size = cd, int64(len(configBytes))
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	md, err := put(mb)
+	if err != nil {
+		return nil, err
+	}
+	out := *img
+	out.Manifest = ocispec.Descriptor{MediaType: img.Manifest.MediaType, Digest: md, Size: int64(len(mb))}
+	out.ManifestBytes = mb
+	out.Config = m.Config
+	out.ConfigBytes = configBytes
+	return &out, nil
+}

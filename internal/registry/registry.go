@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -69,6 +70,8 @@ type Client struct {
 
 	transportOnce sync.Once
 	transport     http.RoundTripper
+
+	count counters
 }
 
 // concurrentBlobs is how many blobs a pull moves at once; registries and CDNs serve a handful of
@@ -144,29 +147,21 @@ func (c *Client) Pull(ctx context.Context, ref string, bs BlobStore, progress Pr
 	return img, nil
 }
 
-// Push uploads the image's blobs that the registry lacks, then puts the manifest under every ref.
-// Refs may name different repositories or registries; blobs are checked per repository.
-func (c *Client) Push(ctx context.Context, img *image.Image, bs BlobStore, refs []string, progress Progress) error {
-	if len(refs) == 0 {
-		return errors.New("push: no destination reference")
-	}
-	v1img, err := newStoreImage(img, bs, progress)
-	if err != nil {
-		return fmt.Errorf("push: %w", err)
-	}
-	for _, ref := range refs {
-		r, err := c.parse(ref)
-		if err != nil {
-			return fmt.Errorf("push %s: %w", ref, err)
+// Push uploads the image's blobs that each destination lacks, then puts the manifest under every
+// ref. Refs may name different repositories or registries; blobs are checked per repository.
+// remoteOf, when not nil, names the repository of a blob the store does not hold (a lazily pulled
+// or cache-imported layer): it is mounted from there, or streamed through, never fetched into the
+// store.
+func (c *Client) Push(ctx context.Context, img *image.Image, bs BlobStore, refs []string, remoteOf func(digest.Digest) string, progress Progress) error {
+	blobs := []Blob{{Descriptor: img.Config}}
+	for _, l := range img.Layers {
+		b := Blob{Descriptor: l}
+		if remoteOf != nil && !bs.Has(l.Digest) {
+			b.Remote = remoteOf(l.Digest)
 		}
-		if d, ok := r.(name.Digest); ok && d.DigestStr() != img.Manifest.Digest.String() {
-			return fmt.Errorf("push %s: reference pins %s but the image is %s", ref, d.DigestStr(), img.Manifest.Digest)
-		}
-		if err := remote.Write(r, v1img, c.remoteOptions(ctx)...); err != nil {
-			return fmt.Errorf("push %s: %w", ref, classify(err))
-		}
+		blobs = append(blobs, b)
 	}
-	return nil
+	return c.PushManifest(ctx, refs, img.Manifest.MediaType, img.ManifestBytes, blobs, bs, progress)
 }
 
 // source is a resolved manifest and the repository its blobs come from (a mirror, possibly).
@@ -353,7 +348,7 @@ func (c *Client) fetchBlob(ctx context.Context, repo name.Repository, d ocispec.
 		return fmt.Errorf("blob %s: %w", d.Digest, classify(err))
 	}
 	defer rc.Close()
-	r := &sizedReader{r: rc, desc: d, progress: progress}
+	r := &sizedReader{r: rc, desc: d, progress: progress, count: &c.count.pulled}
 	if progress != nil {
 		progress(d, 0, d.Size)
 	}
@@ -370,11 +365,15 @@ type sizedReader struct {
 	desc     ocispec.Descriptor
 	n        int64
 	progress Progress
+	count    *atomic.Int64
 }
 
 func (s *sizedReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	s.n += int64(n)
+	if s.count != nil {
+		s.count.Add(int64(n))
+	}
 	if s.n > s.desc.Size {
 		return n, fmt.Errorf("registry sent more than the %d bytes the manifest lists", s.desc.Size)
 	}

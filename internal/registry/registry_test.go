@@ -121,7 +121,7 @@ func TestPullPushRoundTrip(t *testing.T) {
 	}
 
 	refs := []string{reg.Addr() + "/copy/busybox:v1", reg.Addr() + "/copy/busybox:v2"}
-	if err := c.Push(ctx, img, bs, refs, nil); err != nil {
+	if err := c.Push(ctx, img, bs, refs, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range refs {
@@ -174,7 +174,7 @@ func TestPullFetchesEachBlobOnce(t *testing.T) {
 	// An image listing the same layer twice, as `COPY` of identical content in two steps produces.
 	img := duplicateLayer(t, base, src)
 	ref := reg.Addr() + "/dup:latest"
-	if err := c.Push(ctx, img, src, []string{ref}, nil); err != nil {
+	if err := c.Push(ctx, img, src, []string{ref}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -402,7 +402,7 @@ func TestPullDockerSchema2(t *testing.T) {
 		t.Fatalf("pulled %s, skopeo says %s", img.Manifest.Digest, want)
 	}
 	dst := reg.Addr() + "/copy/v2s2:latest"
-	if err := c.Push(context.Background(), img, bs, []string{dst}, nil); err != nil {
+	if err := c.Push(context.Background(), img, bs, []string{dst}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := skopeoDigest(t, dst); got != img.Manifest.Digest.String() {

@@ -128,6 +128,11 @@ func (s *solver) ensureSnapshot(l store.Layer) (string, error) {
 	if st.HasSnapshot(l.DiffID) {
 		return p, nil
 	}
+	if !st.Has(l.Digest) && l.Remote != "" && s.opts.Fetch != nil {
+		if err := s.opts.Fetch(s.ctx, l); err != nil {
+			return "", fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+	}
 	rc, err := st.Open(l.Digest)
 	if err != nil {
 		return "", err
@@ -338,7 +343,13 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			if id == "" {
 				id = target
 			}
-			dir, err := s.opts.Store.CacheMountDir(id)
+			var dir string
+			var err error
+			if s.opts.CacheMount != nil {
+				dir, err = s.opts.CacheMount(ctx, id)
+			} else {
+				dir, err = s.opts.Store.CacheMountDir(id)
+			}
 			if err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
@@ -110,11 +111,9 @@ func (r *Resolver) resolveUncached(ctx context.Context, ref string) (digest.Dige
 		return "", fmt.Errorf("image %s is not in the local store and no registry is configured", ref)
 	}
 	v := r.Progress.Start("[internal] load metadata for " + name)
-	img, err := r.Registry.Pull(ctx, ref, r.Store, func(desc ocispec.Descriptor, done, total int64) {
-		if done == total {
-			v.Status("%s %d/%d bytes done", desc.Digest.Encoded()[:12], done, total)
-		}
-	})
+	// Only the manifest and config: layers are fetched when a step runs on them or an output
+	// needs their bytes, so a fully cached build moves no layer bytes.
+	img, repo, err := r.Registry.PullLazy(ctx, ref, r.Store)
 	if err != nil {
 		v.Fail(err)
 		return "", err
@@ -125,11 +124,37 @@ func (r *Resolver) resolveUncached(ctx context.Context, ref string) (digest.Dige
 	if _, err := r.Store.WriteBlob(img.ConfigBytes); err != nil {
 		return "", err
 	}
+	if err := r.recordLazyLayers(img, repo); err != nil {
+		return "", err
+	}
 	v.Done()
 	if err := r.Store.SetResolved(name, img.Manifest.Digest); err != nil {
 		return "", err
 	}
 	return img.Manifest.Digest, nil
+}
+
+// recordLazyLayers writes a layer record for each layer of a pulled image the store cannot
+// provide yet, naming the repository its blob comes from.
+func (r *Resolver) recordLazyLayers(img *image.Image, repo string) error {
+	var cfg dockerspec.DockerOCIImage
+	if err := json.Unmarshal(img.ConfigBytes, &cfg); err != nil {
+		return fmt.Errorf("image config %s: %w", img.Config.Digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(img.Layers) {
+		return fmt.Errorf("image %s: config lists %d layers, manifest %d", img.Manifest.Digest, len(cfg.RootFS.DiffIDs), len(img.Layers))
+	}
+	for i, desc := range img.Layers {
+		diffID := cfg.RootFS.DiffIDs[i]
+		if l, err := r.Store.GetLayer(diffID); err == nil && r.Store.Has(l.Digest) {
+			continue
+		}
+		l := store.Layer{DiffID: diffID, Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, ContentID: diffID, Remote: repo}
+		if err := r.Store.PutLayer(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // importLayout copies an image from an OCI layout dir (PATH, PATH:tag or PATH@digest) into the store.
@@ -239,7 +264,7 @@ func (r *Resolver) Load(ctx context.Context, ref, dgst string) (*baseImage, erro
 	for i, desc := range m.Layers {
 		diffID := cfg.RootFS.DiffIDs[i]
 		l, err := r.Store.GetLayer(diffID)
-		if errors.Is(err, fs.ErrNotExist) || (err == nil && !r.Store.Has(l.Digest)) {
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && !r.Store.Available(l)) {
 			l = store.Layer{DiffID: diffID, Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, ContentID: diffID}
 			if !r.Store.Has(desc.Digest) {
 				return nil, fmt.Errorf("image %s: layer %s is missing from the store; pull again with --pull", ref, desc.Digest)

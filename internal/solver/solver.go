@@ -44,6 +44,14 @@ type Options struct {
 	AllowInsecure bool              // --allow security.insecure
 	Compression   string            // gzip (default) or zstd
 
+	// Remote answers keys the store does not know, from imported caches (nil: none).
+	Remote RemoteCache
+	// Fetch brings a lazy layer's blob (Layer.Remote) into the store when its bytes are needed.
+	Fetch func(ctx context.Context, l store.Layer) error
+	// CacheMount, when set, returns the directory behind RUN --mount=type=cache,id=ID (the
+	// store's shared directory otherwise); the build flow uses it to seed mounts from a cache.
+	CacheMount func(ctx context.Context, id string) (string, error)
+
 	// Position prefixes step positions in the miss-reason history (Dockerfile path + target), so
 	// a miss is explained against the last build of the same Dockerfile.
 	Position string
@@ -56,14 +64,25 @@ type Result struct {
 	Steps  []StepResult
 }
 
-// StepResult says how one step went (for tests and build records).
+// RemoteCache answers keys from an imported cache. The layer is nil for a step that changed no
+// file; otherwise its bytes may live only in Layer.Remote.
+type RemoteCache interface {
+	Lookup(key string) (*store.Record, *store.Layer, bool)
+}
+
+// StepResult says how one step went (for tests, build records and cache export).
 type StepResult struct {
 	Stage  string
 	Pos    int
 	Text   string
 	Cached bool
+	Remote bool // served by an imported cache
 	Reason string
 	Key    string
+
+	Node   *graph.Stage
+	Record *store.Record
+	Layer  *store.Layer // nil for an empty step
 }
 
 // fsState is a filesystem: its layers and its identity (chain of content IDs, no timestamps).
@@ -100,6 +119,7 @@ type solver struct {
 	stages     map[*graph.Stage]*stageState
 	mu         sync.Mutex
 	results    []StepResult
+	ctx        context.Context // the solve's context, for lazy fetches deep in mount setup
 }
 
 // Solve builds b.Target and returns its image, stored in the store (not tagged).
@@ -116,6 +136,7 @@ func Solve(ctx context.Context, b *graph.Build, opts Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	s.ctx = ctx
 	var wg sync.WaitGroup
 	for _, st := range b.Stages {
 		wg.Add(1)

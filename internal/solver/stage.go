@@ -143,6 +143,12 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+		if rec == nil && s.opts.Remote != nil {
+			if rec, err = s.adoptRemote(key); err != nil {
+				return err
+			}
+			res.Remote = rec != nil
+		}
 	}
 	if rec != nil {
 		v.Cached()
@@ -168,7 +174,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		v.Done()
 	}
 	s.opts.Store.SetLast(position, summary)
-	s.record(res)
+	res.Node, res.Record = st, rec
 
 	created := rec.Created
 	if created.Before(ss.created) {
@@ -183,8 +189,36 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 			return fmt.Errorf("layer %s of cached step: %w", rec.Layer, err)
 		}
 		ss.fs = ss.fs.with(l)
+		res.Layer = &l
 	}
+	s.record(res)
 	return nil
+}
+
+// adoptRemote copies an imported record (and its layer, lazily: no bytes move) into the store, so
+// the rest of the build and later builds treat it like a local hit.
+func (s *solver) adoptRemote(key string) (*store.Record, error) {
+	rec, l, ok := s.opts.Remote.Lookup(key)
+	if !ok {
+		return nil, nil
+	}
+	r := *rec
+	r.Key = key
+	if !r.Empty {
+		if l == nil || l.DiffID != r.Layer {
+			return nil, nil
+		}
+		have, err := s.opts.Store.GetLayer(l.DiffID)
+		if err != nil || !s.opts.Store.Available(have) {
+			if err := s.opts.Store.PutLayer(*l); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := s.opts.Store.PutRecord(&r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // stepDeps lists the stages a step reads besides its own.

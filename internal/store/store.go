@@ -380,6 +380,15 @@ type Layer struct {
 	// ContentID identifies the files without timestamps (see snapshot.DiffResult); pulled layers
 	// use their diffID.
 	ContentID digest.Digest `json:"contentID"`
+	// Remote is a repository (host/path) the blob can be fetched from when the store does not
+	// hold it yet: a layer known from an imported cache or a lazily pulled image. Its bytes are
+	// fetched (and verified) only when something needs them.
+	Remote string `json:"remote,omitempty"`
+}
+
+// Available reports whether the layer's bytes are in the store or can be fetched.
+func (s *Store) Available(l Layer) bool {
+	return s.Has(l.Digest) || l.Remote != ""
 }
 
 func (s *Store) layerPath(diffID digest.Digest) string {
@@ -466,7 +475,7 @@ func (s *Store) GetRecord(key string) (*Record, error) {
 	}
 	if !r.Empty {
 		l, err := s.GetLayer(r.Layer)
-		if err != nil || !s.Has(l.Digest) {
+		if err != nil || !s.Available(l) {
 			return nil, fs.ErrNotExist
 		}
 	}

@@ -1,0 +1,315 @@
+// Package build is strata's build flow as a library: options in, image out. It parses the
+// Dockerfile, imports remote caches, solves, exports the outputs and the caches, and writes the
+// result files. The CLI only turns flags into Options and calls Run.
+package build
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/dockerfile"
+	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/registry"
+	"github.com/strata-build/strata/internal/remotecache"
+	"github.com/strata-build/strata/internal/solver"
+	"github.com/strata-build/strata/internal/store"
+)
+
+// Options is one build.
+type Options struct {
+	Store    *store.Store
+	Progress *progress.Recorder
+	// Warn receives one-line warnings (a cache that could not be imported, …).
+	Warn func(string)
+
+	ContextDir     string
+	Dockerfile     []byte
+	DockerfilePath string            // where the Dockerfile lives (its .dockerignore sits beside it)
+	NamedContexts  map[string]string // name → DIR, docker-image://REF or oci-layout://PATH
+
+	Tags      []string
+	BuildArgs map[string]string
+	Labels    map[string]string
+	Target    string
+	Platform  ocispec.Platform
+
+	NoCache       bool
+	NoCacheFilter []string
+	Pull          bool
+
+	Outputs   []Output
+	CacheFrom []remotecache.Spec
+	CacheTo   []remotecache.Spec
+
+	Secrets        map[string][]byte
+	AllowInsecure  bool
+	Network        string
+	Runtime        executor.Config
+	Compression    string // "" = from an output or cache attribute, else gzip
+	NormalizePerms bool
+
+	Registry registry.Options
+
+	IIDFile      string
+	MetadataFile string
+}
+
+// Result is a finished build.
+type Result struct {
+	Image *image.Image
+	Steps []solver.StepResult
+	// Bytes moved to and from registries (layers, configs and cache blobs; manifests excluded).
+	Registry registry.Stats
+}
+
+// Run builds, exports and records. Errors that concern a Dockerfile line are *solver.StepError
+// or *dockerfile.Error.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Warn == nil {
+		o.Warn = func(string) {}
+	}
+	compression, err := pickCompression(o)
+	if err != nil {
+		return nil, err
+	}
+	for _, out := range o.Outputs {
+		if out.Type == "registry" && len(o.Tags) == 0 && len(out.Names) == 0 {
+			return nil, errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
+		}
+	}
+	named := map[string]string{}
+	namedDirs := map[string]string{}
+	for k, v := range o.NamedContexts {
+		k = strings.ToLower(k)
+		named[k] = v
+		if !strings.Contains(v, "://") {
+			namedDirs[k] = v
+		}
+	}
+	rec := o.Progress
+	st := o.Store
+	ro := o.Registry
+	if ro.Platform.OS == "" {
+		ro.Platform = o.Platform
+	}
+	reg := registry.New(ro)
+	fetcher := &remotecache.Fetcher{Registry: reg, Store: st}
+	resolver := &solver.Resolver{Store: st, Registry: reg, Progress: rec, Pull: o.Pull}
+
+	dfName := filepath.Base(o.DockerfilePath)
+	v := rec.Start("[internal] load build definition from " + dfName)
+	b, err := dockerfile.Parse(ctx, dockerfile.Options{
+		Dockerfile: o.Dockerfile, Filename: dfName, BuildArgs: o.BuildArgs, Target: o.Target,
+		Platform: o.Platform, Labels: o.Labels, NamedContexts: named, Resolver: resolver,
+	})
+	if err != nil {
+		v.Fail(err)
+		return nil, err
+	}
+	v.Done()
+
+	var remote *remotecache.Index
+	if len(o.CacheFrom) > 0 && !o.NoCache {
+		v := rec.Start("importing cache manifest from " + specNames(o.CacheFrom))
+		var warnings []string
+		remote, warnings = remotecache.Import(ctx, o.CacheFrom, fetcher)
+		for _, w := range warnings {
+			o.Warn(w)
+		}
+		v.Status("%d records", remote.Len())
+		v.Done()
+	}
+	mounts := remotecache.NewMountSet(st, remote, fetcher)
+	defer mounts.Release()
+
+	ignore, err := contenthash.ReadDockerignore(o.ContextDir, o.DockerfilePath)
+	if err != nil {
+		return nil, err
+	}
+	scPath := st.StatCachePath(o.ContextDir)
+	sc, _ := contenthash.LoadStatCache(scPath)
+
+	sopts := solver.Options{
+		Store: st, Images: resolver, Progress: rec,
+		ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
+		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
+		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, AllowInsecure: o.AllowInsecure,
+		Compression: compression, Position: o.DockerfilePath + "|" + o.Target,
+		Fetch: fetcher.Fetch, CacheMount: mounts.Dir,
+	}
+	if remote != nil {
+		sopts.Remote = remote
+	}
+	res, err := solver.Solve(ctx, b, sopts)
+	if sc != nil {
+		if err := sc.Save(scPath); err != nil {
+			o.Warn(fmt.Sprintf("stat cache not saved: %v", err))
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	img := res.Image
+	for _, sp := range o.CacheTo {
+		if sp.Type == "inline" {
+			if img, err = withInlineCache(st, img, entries(b, res.Steps, "min")); err != nil {
+				return nil, fmt.Errorf("--cache-to type=inline: %w", err)
+			}
+		}
+	}
+	if err := exportAll(ctx, rec, st, reg, fetcher, img, res.Layers, o.Outputs, o.Tags); err != nil {
+		return nil, err
+	}
+	for _, sp := range o.CacheTo {
+		if sp.Type == "inline" {
+			continue
+		}
+		v := rec.Start(fmt.Sprintf("exporting cache to %s (mode=%s)", sp, sp.Mode))
+		err := remotecache.Export(ctx, sp, entries(b, res.Steps, sp.Mode), mounts, fetcher, nil)
+		if err != nil {
+			err = fmt.Errorf("--cache-to %s: %w", sp, err)
+			if sp.IgnoreError {
+				v.Status("failed, ignored (ignore-error=true)")
+				v.Done()
+				o.Warn(err.Error())
+				continue
+			}
+			v.Fail(err)
+			return nil, err
+		}
+		v.Done()
+	}
+	out := &Result{Image: img, Steps: res.Steps, Registry: reg.Stats()}
+	if err := writeResultFiles(o, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func pickCompression(o Options) (string, error) {
+	c := o.Compression
+	from := "--compression"
+	check := func(v, where string) error {
+		if v == "" {
+			return nil
+		}
+		if c == "" {
+			c, from = v, where
+			return nil
+		}
+		if c != v {
+			return fmt.Errorf("%s asks for compression=%s but %s for %s: layers are compressed once, so use one", where, v, from, c)
+		}
+		return nil
+	}
+	for _, out := range o.Outputs {
+		if err := check(out.Compression, "--output type="+out.Type); err != nil {
+			return "", err
+		}
+	}
+	for _, sp := range o.CacheTo {
+		if err := check(sp.Compression, "--cache-to "+sp.String()); err != nil {
+			return "", err
+		}
+	}
+	switch c {
+	case "":
+		return "gzip", nil
+	case "gzip", "zstd":
+		return c, nil
+	}
+	return "", fmt.Errorf("--compression=%s: use gzip or zstd", c)
+}
+
+func specNames(specs []remotecache.Spec) string {
+	var n []string
+	for _, s := range specs {
+		n = append(n, s.String())
+	}
+	return strings.Join(n, ", ")
+}
+
+// entries picks the step results a cache export carries: mode=max every step built; mode=min the
+// steps whose layers make up the exported image (the target stage and the stages it starts FROM).
+func entries(b *graph.Build, steps []solver.StepResult, mode string) []remotecache.Entry {
+	inImage := map[*graph.Stage]bool{}
+	for st := b.Target; st != nil; st = st.Base.Stage {
+		inImage[st] = true
+	}
+	var out []remotecache.Entry
+	for _, s := range steps {
+		if s.Record == nil || (mode != "max" && !inImage[s.Node]) {
+			continue
+		}
+		out = append(out, remotecache.Entry{Record: *s.Record, Layer: s.Layer})
+	}
+	return out
+}
+
+// writeResultFiles writes --iidfile and --metadata-file.
+func writeResultFiles(o Options, r *Result) error {
+	if o.IIDFile != "" {
+		if err := os.WriteFile(o.IIDFile, []byte(r.Image.Manifest.Digest.String()), 0o644); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	if o.MetadataFile != "" {
+		md := map[string]any{
+			"containerimage.digest":        r.Image.Manifest.Digest.String(),
+			"containerimage.config.digest": r.Image.Config.Digest.String(),
+			"containerimage.descriptor":    r.Image.Manifest,
+			"strata.bytes.pulled":          r.Registry.Pulled,
+			"strata.bytes.pushed":          r.Registry.Pushed,
+		}
+		cached, total := 0, 0
+		for _, s := range r.Steps {
+			total++
+			if s.Cached {
+				cached++
+			}
+		}
+		md["strata.steps"] = map[string]int{"total": total, "cached": cached}
+		if len(o.Tags) > 0 {
+			md["image.name"] = strings.Join(o.Tags, ",")
+		}
+		data, _ := json.MarshalIndent(md, "", "  ")
+		if err := os.WriteFile(o.MetadataFile, data, 0o644); err != nil {
+			return fmt.Errorf("--metadata-file: %w", err)
+		}
+	}
+	return nil
+}
+
+// withInlineCache returns img with the records of its own steps in its config (InlineKey), so
+// --cache-from IMAGE can read them back; the layers are the image's.
+func withInlineCache(st *store.Store, img *image.Image, es []remotecache.Entry) (*image.Image, error) {
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(img.ConfigBytes, &cfg); err != nil {
+		return nil, err
+	}
+	c := remotecache.BuildConfig(es, nil)
+	data, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg[remotecache.InlineKey] = data
+	cb, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return image.Rewrite(img, cb, st.WriteBlob)
+}
+
+var _ = time.Second

@@ -1,0 +1,140 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-build/strata/internal/export"
+	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/registry"
+	"github.com/strata-build/strata/internal/remotecache"
+	"github.com/strata-build/strata/internal/solver"
+	"github.com/strata-build/strata/internal/store"
+)
+
+func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg *registry.Client, f *remotecache.Fetcher, img *image.Image, layers []store.Layer, outs []Output, tags []string) error {
+	remoteOf := map[digest.Digest]string{}
+	for _, l := range layers {
+		if l.Remote != "" && !st.Has(l.Digest) {
+			remoteOf[l.Digest] = l.Remote
+		}
+	}
+	// fetchAll brings lazy layers in for outputs that need every byte.
+	fetchAll := func() error {
+		for _, l := range layers {
+			if !st.Has(l.Digest) {
+				if err := f.Fetch(ctx, l); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, out := range outs {
+		names, err := normalizeNames(tags, out.Names)
+		if err != nil {
+			return err
+		}
+		switch out.Type {
+		case "image":
+			v := rec.Start("exporting to image")
+			v.Status("writing image %s done", img.Manifest.Digest)
+			for _, n := range names {
+				if err = st.Tag(n, img.Manifest.Digest); err != nil {
+					break
+				}
+				v.Status("naming to %s done", n)
+			}
+			finish(v, err)
+		case "oci", "docker":
+			v := rec.Start(fmt.Sprintf("exporting to %s image format", out.Type))
+			if err = fetchAll(); err == nil {
+				err = writeArchive(st, img, out, names)
+			}
+			if err == nil {
+				v.Status("writing %s done", out.Dest)
+			}
+			finish(v, err)
+		case "registry":
+			v := rec.Start(fmt.Sprintf("pushing %v", names))
+			err = reg.Push(ctx, img, st, names, func(d digest.Digest) string { return remoteOf[d] }, func(d ocispec.Descriptor, done, total int64) {
+				if done == total {
+					v.Status("pushing %s %d/%d bytes done", d.Digest.Encoded()[:12], done, total)
+				}
+			})
+			finish(v, err)
+		case "local":
+			v := rec.Start("copying files to " + out.Dest)
+			if err = fetchAll(); err == nil {
+				err = solver.WriteFilesystem(st, layers, out.Dest)
+			}
+			finish(v, err)
+		}
+		if err != nil {
+			return fmt.Errorf("output type=%s: %w", out.Type, err)
+		}
+	}
+	return nil
+}
+
+func normalizeNames(tags, override []string) ([]string, error) {
+	src := tags
+	if len(override) > 0 {
+		src = override
+	}
+	var names []string
+	for _, t := range src {
+		n, err := solver.NormalizeRef(t)
+		if err != nil {
+			return nil, fmt.Errorf("-t %s: %w", t, err)
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}
+
+func finish(v *progress.Vertex, err error) {
+	if err != nil {
+		v.Fail(err)
+		return
+	}
+	v.Done()
+}
+
+// writeArchive writes an OCI or docker archive; the file appears only complete.
+func writeArchive(st *store.Store, img *image.Image, out Output, names []string) error {
+	if out.Type == "oci" && !out.Tar {
+		return export.WriteOCIDir(out.Dest, img, st, names)
+	}
+	write := func(w io.Writer) error {
+		if out.Type == "docker" {
+			return export.WriteDockerArchive(w, img, st, names)
+		}
+		return export.WriteOCIArchive(w, img, st, names)
+	}
+	if out.Dest == "-" {
+		return write(os.Stdout)
+	}
+	dir := filepath.Dir(out.Dest)
+	f, err := os.CreateTemp(dir, ".strata-out-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	os.Chmod(f.Name(), 0o644)
+	return os.Rename(f.Name(), out.Dest)
+}
