@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,4 +131,130 @@ func TestRegistryCacheAcrossRunners(t *testing.T) {
 		t.Errorf("skopeo cannot pull runner B's image: %v", err)
 	}
 	_ = os.Remove
+}
+
+func simpleProject(reg, marker string) map[string]string {
+	return map[string]string{
+		"Dockerfile": "FROM " + reg + "/busybox:latest AS base\n" +
+			"COPY big.bin /big.bin\n" +
+			"FROM base\n" +
+			"COPY src/ /src/\n" +
+			"RUN cat /src/main.txt > /out.txt && echo ran-" + marker + "\n",
+		"src/main.txt": "hello " + marker + "\n",
+	}
+}
+
+// type=local writes an OCI layout directory; a runner with an empty store reads it back and gets
+// every step, with the same image digest.
+func TestLocalCacheAcrossRunners(t *testing.T) {
+	_, reg := cacheProxy(t)
+	files := simpleProject(reg, "x")
+	files["big.bin"] = bigFile(t, 256<<10)
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	a := newEnv(t)
+	a.build("--cache-to", "type=local,dest="+cacheDir+",mode=max", "--iidfile", filepath.Join(a.dir, "iid"), a.project("app", files))
+	if out, err := testenv.SkopeoOutput("inspect", "oci:"+cacheDir+":latest"); err != nil {
+		t.Errorf("skopeo inspect oci:%s: %v\n%s", cacheDir, err, out)
+	}
+	b := newEnv(t)
+	r := b.build("--cache-from", "type=local,src="+cacheDir, "--iidfile", filepath.Join(b.dir, "iid"),
+		"-o", "type=oci,dest="+filepath.Join(b.dir, "b.tar"), b.project("app", files))
+	if m := missed(r.out); len(m) > 0 {
+		t.Errorf("runner B missed %v\n%s", m, r.out)
+	}
+	if readFile(t, filepath.Join(a.dir, "iid")) != readFile(t, filepath.Join(b.dir, "iid")) {
+		t.Errorf("runner B built another image than runner A")
+	}
+	// The archive needed the layers' bytes: they came from the cache directory, verified.
+	if err := testenv.Skopeo("inspect", "oci-archive:"+filepath.Join(b.dir, "b.tar")); err != nil {
+		t.Errorf("runner B's archive: %v", err)
+	}
+}
+
+// type=inline puts the image's own records in its config; --cache-from IMAGE reads them back.
+func TestInlineCache(t *testing.T) {
+	proxy, reg := cacheProxy(t)
+	files := simpleProject(reg, "inline")
+	files["big.bin"] = bigFile(t, 256<<10)
+	a := newEnv(t)
+	a.build("--cache-to", "type=inline", "--push", "-t", reg+"/inline:1", "--iidfile", filepath.Join(a.dir, "iid"), a.project("app", files))
+	cfg, err := testenv.SkopeoOutput("inspect", "--tls-verify=false", "--config", "--raw", "docker://"+reg+"/inline:1")
+	if err != nil || !strings.Contains(string(cfg), `"strata.cache.v1"`) {
+		t.Fatalf("pushed config has no inline cache (%v):\n%s", err, cfg)
+	}
+	b := newEnv(t)
+	proxy.Reset()
+	r := b.build("--cache-from", reg+"/inline:1", "--cache-to", "type=inline", "--push", "-t", reg+"/inline:2",
+		"--iidfile", filepath.Join(b.dir, "iid"), b.project("app", files))
+	if m := missed(r.out); len(m) > 0 {
+		t.Errorf("runner B missed %v\n%s", m, r.out)
+	}
+	if readFile(t, filepath.Join(a.dir, "iid")) != readFile(t, filepath.Join(b.dir, "iid")) {
+		t.Errorf("runner B built another image than runner A")
+	}
+	if s := proxy.Stats(); s.BlobBytesUp != 0 || s.BlobBytesDown > 64<<10 {
+		t.Errorf("runner B moved layer bytes: %+v", s)
+	}
+}
+
+// Several --cache-from refs are searched in order: a branch cache that does not exist yet is a
+// warning, and main's cache answers.
+func TestCacheFromSearchedInOrder(t *testing.T) {
+	_, reg := cacheProxy(t)
+	files := simpleProject(reg, "order")
+	files["big.bin"] = "small\n"
+	a := newEnv(t)
+	a.build("--cache-to", "type=registry,ref="+reg+"/order:cache-main", a.project("app", files))
+	b := newEnv(t)
+	r := b.build("--cache-from", "type=registry,ref="+reg+"/order:cache-feature", "--cache-from", reg+"/order:cache-main", b.project("app", files))
+	if !r.has("WARNING: cache " + reg + "/order:cache-feature not imported") {
+		t.Errorf("no warning for the missing branch cache\n%s", r.out)
+	}
+	if m := missed(r.out); len(m) > 0 {
+		t.Errorf("main's cache should answer every step (mode=min covers the image's stages); missed %v\n%s", m, r.out)
+	}
+}
+
+// Runners exporting to one ref at the same time leave a valid cache: every blob the manifest
+// names is there (skopeo copies the whole artifact) and a new runner builds correctly from it.
+func TestConcurrentRunnersShareOneCache(t *testing.T) {
+	_, reg := cacheProxy(t)
+	cache := reg + "/shared:cache"
+	const n = 3
+	errs := make(chan string, n)
+	for i := range n {
+		go func() {
+			e := newEnv(t)
+			files := simpleProject(reg, fmt.Sprint("runner", i))
+			files["big.bin"] = bigFile(t, 128<<10)
+			r := e.run("build", "--progress=plain", "--cache-from", cache, "--cache-to", "type=registry,ref="+cache+",mode=max",
+				"--push", "-t", fmt.Sprintf("%s/shared:r%d", reg, i), e.project("app", files))
+			if r.err != nil {
+				errs <- fmt.Sprintf("runner %d: %v\n%s", i, r.err, r.out)
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range n {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "copy")
+	if err := testenv.Skopeo("copy", "--src-tls-verify=false", "docker://"+cache, "oci:"+out); err != nil {
+		t.Fatalf("the shared cache is not a complete artifact: %v", err)
+	}
+	// Whichever runner wrote last, its records must serve a runner building its sources.
+	z := newEnv(t)
+	r := z.build("--cache-from", cache, "-o", "type=local,dest="+filepath.Join(z.dir, "fs"), z.project("app", simpleProjectWithBig(reg)))
+	if got := readFile(t, filepath.Join(z.dir, "fs", "out.txt")); got != "hello z\n" {
+		t.Errorf("runner Z built %q\n%s", got, r.out)
+	}
+}
+
+func simpleProjectWithBig(reg string) map[string]string {
+	f := simpleProject(reg, "z")
+	f["big.bin"] = "z\n"
+	return f
 }

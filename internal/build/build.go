@@ -177,7 +177,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			continue
 		}
 		v := rec.Start(fmt.Sprintf("exporting cache to %s (mode=%s)", sp, sp.Mode))
-		err := remotecache.Export(ctx, sp, entries(b, res.Steps, sp.Mode), mounts, fetcher, nil)
+		err := remotecache.Export(ctx, sp, entries(b, res.Steps, sp.Mode), mounts, fetcher, o.Warn, nil)
 		if err != nil {
 			err = fmt.Errorf("--cache-to %s: %w", sp, err)
 			if sp.IgnoreError {

@@ -278,13 +278,18 @@ type mountBlob registry.Blob
 
 // Export writes the cache: blobs first, the manifest last, so a reader sees the old cache or the
 // new one, never a manifest whose blobs are missing.
-func Export(ctx context.Context, sp Spec, entries []Entry, ms *MountSet, f *Fetcher, progress registry.Progress) error {
+// Notes about what was left out (a cache mount over its size cap) go to warn.
+func Export(ctx context.Context, sp Spec, entries []Entry, ms *MountSet, f *Fetcher, warn func(string), progress registry.Progress) error {
 	var mounts []Mount
 	var mblobs []mountBlob
 	if sp.Mounts && ms != nil {
 		var err error
-		if mounts, mblobs, err = ms.export(ctx, sp.MountsMaxSize); err != nil {
+		var notes []string
+		if mounts, mblobs, notes, err = ms.export(ctx, sp.MountsMaxSize); err != nil {
 			return fmt.Errorf("cache mounts: %w", err)
+		}
+		for _, n := range notes {
+			warn(n)
 		}
 	}
 	cfgBytes, err := json.Marshal(artifactConfig{
