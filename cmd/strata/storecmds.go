@@ -46,29 +46,39 @@ func newImagesCmd(g *globalOpts) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tDIGEST\tCREATED\tSIZE")
+			fmt.Fprintln(tw, "NAME\tDIGEST\tCREATED\tSIZE\tLAZY")
 			for _, name := range sortedKeys(tags) {
 				d := tags[name]
-				created, size := imageInfo(st, d)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, d.Encoded()[:12], created, humanSize(size))
+				created, size, lazy := imageInfo(st, d)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, d.Encoded()[:12], created, humanSize(size), lazy)
 			}
 			return tw.Flush()
 		},
 	}
 }
 
-func imageInfo(st *store.Store, d digest.Digest) (string, int64) {
+// imageInfo returns an image's creation time, size, and how many of its layers are lazy: known
+// from a registry or an imported cache, their bytes fetched only when something needs them.
+func imageInfo(st *store.Store, d digest.Digest) (string, int64, string) {
 	data, err := st.ReadBlob(d)
 	if err != nil {
-		return "?", 0
+		return "?", 0, ""
 	}
 	var m ocispec.Manifest
 	if json.Unmarshal(data, &m) != nil {
-		return "?", 0
+		return "?", 0, ""
 	}
 	size := m.Config.Size
+	lazy := 0
 	for _, l := range m.Layers {
 		size += l.Size
+		if !st.Has(l.Digest) {
+			lazy++
+		}
+	}
+	lazyText := "no"
+	if lazy > 0 {
+		lazyText = fmt.Sprintf("%d of %d layers", lazy, len(m.Layers))
 	}
 	created := "?"
 	if cd, err := st.ReadBlob(m.Config.Digest); err == nil {
@@ -77,7 +87,7 @@ func imageInfo(st *store.Store, d digest.Digest) (string, int64) {
 			created = c.Created.Format(time.RFC3339)
 		}
 	}
-	return created, size
+	return created, size, lazyText
 }
 
 func newRmiCmd(g *globalOpts) *cobra.Command {
