@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -91,6 +92,10 @@ func TestRegistryCacheAcrossRunners(t *testing.T) {
 	// Manifests and small configs move; no layer does (the smallest layer here is the 1 MiB one).
 	if s.BlobBytesDown > 64<<10 || s.BlobBytesUp != 0 {
 		t.Errorf("runner B moved %d bytes down and %d up through the registry; want no layer bytes\n%+v", s.BlobBytesDown, s.BlobBytesUp, s)
+	}
+	// B keeps the image lazily: its layers are known, their bytes still only in the registry.
+	if im := b.run("images"); !regexp.MustCompile(`app:2 .* [1-9]\d* of [1-9]\d* layers`).MatchString(im.out) {
+		t.Errorf("strata images should show runner B's image as lazy:\n%s", im.out)
 	}
 	if mdB["strata.bytes.pushed"].(float64) != 0 {
 		t.Errorf("metadata says %v bytes pushed, want 0", mdB["strata.bytes.pushed"])
