@@ -164,7 +164,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	img := res.Image
 	for _, sp := range o.CacheTo {
 		if sp.Type == "inline" {
-			if img, err = withInlineCache(st, img, entries(b, res.Steps, "min")); err != nil {
+			if img, err = withInlineCache(st, img, append(entries(b, res.Steps, "min"), remotecache.SelectionEntries(res.Selections)...)); err != nil {
 				return nil, fmt.Errorf("--cache-to type=inline: %w", err)
 			}
 		}
@@ -177,7 +177,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			continue
 		}
 		v := rec.Start(fmt.Sprintf("exporting cache to %s (mode=%s)", sp, sp.Mode))
-		err := remotecache.Export(ctx, sp, entries(b, res.Steps, sp.Mode), mounts, fetcher, o.Warn, nil)
+		err := remotecache.Export(ctx, sp, append(entries(b, res.Steps, sp.Mode), remotecache.SelectionEntries(res.Selections)...), mounts, fetcher, o.Warn, nil)
 		if err != nil {
 			err = fmt.Errorf("--cache-to %s: %w", sp, err)
 			if sp.IgnoreError {

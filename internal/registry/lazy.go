@@ -115,9 +115,9 @@ func (c *Client) Manifest(ctx context.Context, ref string) (string, ocispec.Desc
 	if err != nil {
 		return "", ocispec.Descriptor{}, nil, err
 	}
-	got, err := remote.Get(r, c.remoteOptions(ctx)...)
+	got, err := c.get(ctx, r, c.remoteOptions(ctx))
 	if err != nil {
-		return "", ocispec.Descriptor{}, nil, classify(err)
+		return "", ocispec.Descriptor{}, nil, err
 	}
 	desc := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: digest.Digest(got.Digest.String()), Size: int64(len(got.Manifest))}
 	if digest.FromBytes(got.Manifest) != desc.Digest {
@@ -140,10 +140,7 @@ func (c *Client) PushManifest(ctx context.Context, refs []string, mediaType stri
 	if len(refs) == 0 {
 		return errors.New("push: no destination reference")
 	}
-	p, err := remote.NewPusher(c.remoteOptions(ctx)...)
-	if err != nil {
-		return err
-	}
+	p := &pusher{opts: c.remoteOptions(ctx)}
 	for _, ref := range refs {
 		r, err := c.parse(ref)
 		if err != nil {
@@ -155,14 +152,52 @@ func (c *Client) PushManifest(ctx context.Context, refs []string, mediaType stri
 		if err := c.uploadBlobs(ctx, p, r.Context(), blobs, bs, progress); err != nil {
 			return fmt.Errorf("push %s: %w", ref, err)
 		}
-		if err := p.Put(ctx, r, rawManifest{body: manifest, mediaType: mediaType}); err != nil {
-			return fmt.Errorf("push %s: %w", ref, classify(err))
+		err = c.retry(ctx, func() error {
+			return p.do(func(rp *remote.Pusher) error {
+				return rp.Put(ctx, r, rawManifest{body: manifest, mediaType: mediaType})
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("push %s: %w", ref, err)
 		}
 	}
 	return nil
 }
 
-func (c *Client) uploadBlobs(ctx context.Context, p *remote.Pusher, repo name.Repository, blobs []Blob, bs BlobStore, progress Progress) error {
+// pusher shares one go-containerregistry Pusher (which authenticates once per repository) between
+// uploads, and replaces it after a failure: a Pusher remembers a failed ping or token exchange
+// for good, so a retry through it would fail again without asking the registry.
+type pusher struct {
+	opts []remote.Option
+	mu   sync.Mutex
+	p    *remote.Pusher
+}
+
+// do runs f with the current Pusher and returns its error classified.
+func (p *pusher) do(f func(*remote.Pusher) error) error {
+	p.mu.Lock()
+	rp := p.p
+	if rp == nil {
+		var err error
+		if rp, err = remote.NewPusher(p.opts...); err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		p.p = rp
+	}
+	p.mu.Unlock()
+	err := f(rp)
+	if err != nil {
+		p.mu.Lock()
+		if p.p == rp {
+			p.p = nil
+		}
+		p.mu.Unlock()
+	}
+	return classify(err)
+}
+
+func (c *Client) uploadBlobs(ctx context.Context, p *pusher, repo name.Repository, blobs []Blob, bs BlobStore, progress Progress) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	seen := map[digest.Digest]bool{}
@@ -186,8 +221,11 @@ func (c *Client) uploadBlobs(ctx context.Context, p *remote.Pusher, repo name.Re
 				return
 			}
 			defer func() { <-sem }()
-			if err := p.Upload(ctx, repo, l); err != nil {
-				cancel(fmt.Errorf("blob %s: %w", b.Digest, classify(err)))
+			err := c.retry(ctx, func() error {
+				return p.do(func(rp *remote.Pusher) error { return rp.Upload(ctx, repo, l) })
+			})
+			if err != nil {
+				cancel(fmt.Errorf("blob %s: %w", b.Digest, err))
 			}
 		}()
 	}

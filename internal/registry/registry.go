@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -58,12 +59,28 @@ type Options struct {
 	// Platform picks the manifest out of a multi-platform index; the zero value means
 	// linux and the architecture strata was built for.
 	Platform ocispec.Platform
+
+	// HeaderTimeout bounds the wait for a registry to start answering a sent request (it also
+	// caps the dial and TLS handshake timeouts, 30s and 10s by default). IdleTimeout bounds how
+	// long a response body, or an upload, may go without moving a byte. Zero means the duration
+	// in STRATA_REGISTRY_TIMEOUT (EnvTimeout) when set, else DefaultHeaderTimeout (30s) and
+	// DefaultIdleTimeout (60s).
+	HeaderTimeout time.Duration
+	IdleTimeout   time.Duration
+	// Tries is how many times an operation (resolving, fetching a manifest or a blob, uploading a
+	// blob, putting a manifest) is attempted while it fails in a way that may pass: 408, 429 and
+	// 5xx answers, reset or cut connections, stalls. Zero means DefaultTries (3).
+	Tries int
+	// RetryDelay is the wait before the second try, doubled for each further one, plus up to 10%
+	// jitter. Zero means DefaultRetryDelay (0.5s).
+	RetryDelay time.Duration
 }
 
 // Client talks to registries. It is safe for concurrent use.
 type Client struct {
 	opts     Options
 	platform ocispec.Platform
+	limits   limits
 	keychain authn.Keychain
 	// dial replaces the network dialer; tests use it to point any host name at a local server.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -88,7 +105,7 @@ func New(opts Options) *Client {
 	if p.Architecture == "" {
 		p.Architecture = runtime.GOARCH
 	}
-	return &Client{opts: opts, platform: p, keychain: authn.DefaultKeychain}
+	return &Client{opts: opts, platform: p, keychain: authn.DefaultKeychain, limits: resolveLimits(opts)}
 }
 
 // Resolve returns the digest of the manifest ref names for the client's platform, following a
@@ -198,9 +215,9 @@ func (c *Client) resolve(ctx context.Context, ref string) (*source, error) {
 
 func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, error) {
 	opts := c.remoteOptions(ctx)
-	got, err := remote.Get(r, opts...)
+	got, err := c.get(ctx, r, opts)
 	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
 	desc := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: digest.Digest(got.Digest.String()), Size: got.Size}
 	body := got.Manifest
@@ -209,9 +226,9 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, erro
 		if err != nil {
 			return nil, err
 		}
-		got, err = remote.Get(r.Context().Digest(child.Digest.String()), opts...)
+		got, err = c.get(ctx, r.Context().Digest(child.Digest.String()), opts)
 		if err != nil {
-			return nil, classify(err)
+			return nil, err
 		}
 		body = got.Manifest
 		desc = ocispec.Descriptor{MediaType: string(got.MediaType), Digest: child.Digest, Size: int64(len(body))}
@@ -228,6 +245,17 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, erro
 	}
 	desc.MediaType = mt
 	return &source{repo: r.Context(), desc: desc, manifest: body}, nil
+}
+
+// get is remote.Get, retried, with its error classified.
+func (c *Client) get(ctx context.Context, r name.Reference, opts []remote.Option) (*remote.Descriptor, error) {
+	var got *remote.Descriptor
+	err := c.retry(ctx, func() error {
+		var err error
+		got, err = remote.Get(r, opts...)
+		return classify(err)
+	})
+	return got, err
 }
 
 func (c *Client) pickPlatform(indexBytes []byte) (ocispec.Descriptor, error) {
@@ -338,14 +366,24 @@ feed:
 	return nil
 }
 
+// fetchBlob downloads one blob into bs, retrying the whole download (request and body) when the
+// registry fails in a way that may pass. Bytes that do not match the digest never enter bs.
 func (c *Client) fetchBlob(ctx context.Context, repo name.Repository, d ocispec.Descriptor, bs BlobStore, progress Progress) error {
+	err := c.retry(ctx, func() error { return c.fetchBlobOnce(ctx, repo, d, bs, progress) })
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	return nil
+}
+
+func (c *Client) fetchBlobOnce(ctx context.Context, repo name.Repository, d ocispec.Descriptor, bs BlobStore, progress Progress) error {
 	l, err := remote.Layer(repo.Digest(d.Digest.String()), c.remoteOptions(ctx)...)
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, classify(err))
+		return classify(err)
 	}
 	rc, err := l.Compressed()
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, classify(err))
+		return classify(err)
 	}
 	defer rc.Close()
 	r := &sizedReader{r: rc, desc: d, progress: progress, count: &c.count.pulled}
@@ -353,7 +391,7 @@ func (c *Client) fetchBlob(ctx context.Context, repo name.Repository, d ocispec.
 		progress(d, 0, d.Size)
 	}
 	if err := bs.Ingest(d.Digest, r); err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, classify(err))
+		return classify(err)
 	}
 	return nil
 }
@@ -383,22 +421,44 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 	if err == io.EOF && s.n < s.desc.Size {
 		return n, fmt.Errorf("registry sent %d of %d bytes: %w", s.n, s.desc.Size, io.ErrUnexpectedEOF)
 	}
+	if err != nil && err != io.EOF {
+		// go-containerregistry checks the digest as the last byte passes.
+		err = asDigestError(err, s.desc.Digest)
+	}
 	return n, err
 }
 
+// remoteOptions configures go-containerregistry for one operation. Its own retries are turned
+// off (one step, no status codes): Client.retry retries whole operations instead, body reads
+// included, and can say how many tries it made. Without this, a 503 would be tried 3 times by
+// go-containerregistry inside each of strata's tries.
 func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithTransport(c.roundTripper()),
 		remote.WithAuthFromKeychain(c.keychain),
 		remote.WithUserAgent("strata"),
+		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+		remote.WithRetryStatusCodes(),
+		remote.WithRetryPredicate(func(error) bool { return false }),
 	}
 }
 
-// classify turns go-containerregistry errors into the three failures users act on differently.
+// classify turns go-containerregistry errors into the failures users act on differently, each
+// with a one-line message: unauthorized, not found, another status (StatusError), a stall
+// (ErrTimeout), a broken or impossible connection (ErrUnreachable).
 func classify(err error) error {
-	if err == nil || errors.Is(err, ErrUnreachable) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound) {
+	if err == nil || errors.Is(err, ErrUnreachable) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound) ||
+		errors.Is(err, ErrTimeout) {
 		return err
+	}
+	var serr *StatusError
+	if errors.As(err, &serr) {
+		return err
+	}
+	var derr *DigestError
+	if errors.As(err, &derr) {
+		return derr // "ingest …" and the like would only repeat the digest
 	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
@@ -410,11 +470,16 @@ func classify(err error) error {
 			hasCode(terr, transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode):
 			return fmt.Errorf("%w (%v)", ErrNotFound, err)
 		}
-		return err
+		return newStatusError(terr)
+	}
+	var stall *stallError
+	if errors.As(err, &stall) {
+		// The stall names its request; the wrapping url.Error would repeat it with the query.
+		return fmt.Errorf("%w: %w", ErrTimeout, stall)
 	}
 	var nerr net.Error
 	if errors.As(err, &nerr) || errors.Is(err, errPlainHTTP) {
-		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+		return fmt.Errorf("%w: %w", ErrUnreachable, describeNet(err))
 	}
 	return err
 }

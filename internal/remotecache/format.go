@@ -26,11 +26,13 @@ const (
 	Version = 1
 )
 
-// Config is the cache artifact's config blob: the records, and the cache mounts' contents.
+// Config is the cache artifact's config blob: the records, the cache mounts' contents, and the
+// selection memos that let a reader key COPY --from steps without fetching the stage.
 type Config struct {
-	Version int      `json:"version"`
-	Records []Record `json:"records"`
-	Mounts  []Mount  `json:"mounts,omitempty"`
+	Version    int         `json:"version"`
+	Records    []Record    `json:"records"`
+	Mounts     []Mount     `json:"mounts,omitempty"`
+	Selections []Selection `json:"selections,omitempty"`
 }
 
 // Record is one step result: the key it answers, the layer it produced (nil when the step changed
@@ -113,5 +115,6 @@ func parseConfig(data []byte) (*Config, error) {
 		}
 	}
 	c.Mounts = mounts
+	c.Selections = validSelections(c.Selections)
 	return &c, nil
 }

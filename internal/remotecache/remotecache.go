@@ -70,8 +70,9 @@ type entry struct {
 
 // Index is the union of the imported caches: the first cache that knows a key answers it.
 type Index struct {
-	entries map[string]entry
-	mounts  map[string]importedMount
+	entries    map[string]entry
+	mounts     map[string]importedMount
+	selections map[string]Selection // by memo key (selections.go)
 }
 
 type importedMount struct {
@@ -119,6 +120,7 @@ func (ix *Index) add(c *Config, remote string) {
 			ix.mounts[m.ID] = importedMount{Mount: m, remote: remote}
 		}
 	}
+	ix.addSelections(c)
 }
 
 // Import reads every cache's manifest and config, in order. A cache that cannot be read is a
@@ -229,6 +231,9 @@ type Entry struct {
 	Record store.Record
 	Layer  *store.Layer // nil for an empty step
 	Parent digest.Digest
+	// Selection, when set, makes this entry a selection memo instead of a record
+	// (SelectionEntries); Record and Layer are then unused.
+	Selection *Selection
 }
 
 // BuildConfig turns entries into a cache config (sorted, de-duplicated: the same records give the
@@ -237,7 +242,7 @@ func BuildConfig(entries []Entry, mounts []Mount) *Config {
 	c := &Config{Version: Version, Records: []Record{}, Mounts: mounts}
 	seen := map[string]bool{}
 	for _, e := range entries {
-		if seen[e.Record.Key] || (!e.Record.Empty && e.Layer == nil) {
+		if e.Selection != nil || seen[e.Record.Key] || (!e.Record.Empty && e.Layer == nil) {
 			continue
 		}
 		seen[e.Record.Key] = true
@@ -249,6 +254,7 @@ func BuildConfig(entries []Entry, mounts []Mount) *Config {
 	}
 	sort.Slice(c.Records, func(i, j int) bool { return c.Records[i].Key < c.Records[j].Key })
 	sort.Slice(c.Mounts, func(i, j int) bool { return c.Mounts[i].ID < c.Mounts[j].ID })
+	c.Selections = buildSelections(entries)
 	return c
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/store"
 )
 
 // keyVersion changes whenever the meaning of a key changes, so old records can never be served.
@@ -31,6 +32,34 @@ type source struct {
 	root string
 	sel  *contenthash.Selection
 	ctx  bool // a context directory (owner defaults to 0:0 when copied)
+	// lazy is set (and root, sel are not) while a stage or image source is known only from its
+	// selection memo: enough for the key and the summary, nothing mounted. materialize makes
+	// the real selection before the step executes.
+	lazy *lazySource
+}
+
+// lazySource is a stage or image selection answered by a memo.
+type lazySource struct {
+	fs             fsState
+	srcs, excludes []string
+	what           string
+	memo           store.SelectionMemo
+}
+
+// keyDigest is what the step's key reads of a COPY source.
+func (src source) keyDigest(step *graph.Step) string {
+	if src.lazy != nil {
+		return src.lazy.memo.KeyDigest
+	}
+	return keyDigest(step, src.sel)
+}
+
+// digest is the selection's checksum (what a bind mount's key reads).
+func (src source) digest() digest.Digest {
+	if src.lazy != nil {
+		return src.lazy.memo.Digest
+	}
+	return src.sel.Digest
 }
 
 // inputs is everything a step reads besides its parent filesystem, resolved before the key.
@@ -59,12 +88,12 @@ func (in *inputs) key(step *graph.Step, parent digest.Digest, compression string
 	doc := map[string]any{"v": keyVersion, "kind": string(step.Kind), "def": in.def, "parent": parent, "compression": compression}
 	var sel []string
 	for _, s := range in.srcs {
-		sel = append(sel, keyDigest(step, s.sel))
+		sel = append(sel, s.keyDigest(step))
 	}
 	doc["srcs"] = sel
 	m := map[string]string{}
 	for t, s := range in.mounts {
-		m[t] = string(s.sel.Digest)
+		m[t] = string(s.digest())
 	}
 	doc["mounts"] = m
 	var u []string
@@ -93,18 +122,31 @@ func (in *inputs) summary(step *graph.Step, parent digest.Digest) map[string]str
 	}
 	n := 0
 	for _, s := range in.srcs {
-		n += len(s.sel.Files)
+		if m := s.lazy; m != nil {
+			n += m.memo.Files
+			if m.memo.Summary == nil && m.memo.Files > 0 {
+				n += maxSummaryFiles + 1 // a memo that travelled without its per-file summary
+			}
+		} else {
+			n += len(s.sel.Files)
+		}
 	}
 	for _, s := range in.srcs {
-		m["sel"] += string(s.sel.Digest)
+		m["sel"] += string(s.digest())
 		if n <= maxSummaryFiles {
+			if s.lazy != nil {
+				for p, sig := range s.lazy.memo.Summary {
+					m["file:"+p] = sig
+				}
+				continue
+			}
 			for _, f := range s.sel.Files {
 				m["file:"+f.Path] = fileSig(f)
 			}
 		}
 	}
 	for t, s := range in.mounts {
-		m["mount:"+t] = string(s.sel.Digest)
+		m["mount:"+t] = string(s.digest())
 	}
 	for _, f := range in.urls {
 		m["url:"+f.url] = string(f.digest)
@@ -142,7 +184,7 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 			"from": fromIdentity(c.From),
 		}
 		if len(c.Srcs) > 0 {
-			src, err := s.selectFrom(ctx, c.From, c.Srcs, c.Excludes, in)
+			src, err := s.selectFrom(ctx, st, step, c.From, c.Srcs, c.Excludes, in)
 			if err != nil {
 				return nil, err
 			}
@@ -183,7 +225,7 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 				if srcPath == "" {
 					srcPath = "."
 				}
-				src, err := s.selectFrom(ctx, from, []string{srcPath}, nil, in)
+				src, err := s.selectFrom(ctx, st, step, from, []string{srcPath}, nil, in)
 				if err != nil {
 					return nil, fmt.Errorf("mount %s: %w", m.Target, err)
 				}
@@ -242,21 +284,22 @@ func copyDest(step *graph.Step) string {
 	return j
 }
 
-// selectFrom selects srcs in a context, stage or image.
-func (s *solver) selectFrom(ctx context.Context, from graph.Source, srcs, excludes []string, in *inputs) (source, error) {
+// selectFrom selects srcs in a context, stage or image. A stage or image selection that a memo
+// already answers is not made (see lazySource) unless the stage ignores the cache.
+func (s *solver) selectFrom(ctx context.Context, st *graph.Stage, step *graph.Step, from graph.Source, srcs, excludes []string, in *inputs) (source, error) {
 	switch {
 	case from.Stage != nil:
 		dep, err := s.wait(ctx, from.Stage)
 		if err != nil {
 			return source{}, err
 		}
-		return s.selectInFS(dep.fs, srcs, excludes, in, "stage "+from.Stage.DisplayName())
+		return s.selectInFSMemo(st, step, dep.fs, srcs, excludes, in, "stage "+from.Stage.DisplayName())
 	case from.Image != "":
 		base, err := s.opts.Images.Load(ctx, from.Image, from.Digest)
 		if err != nil {
 			return source{}, err
 		}
-		return s.selectInFS(base.fs, srcs, excludes, in, "image "+from.Image)
+		return s.selectInFSMemo(st, step, base.fs, srcs, excludes, in, "image "+from.Image)
 	case from.Context != "":
 		dir, ok := s.opts.NamedContexts[from.Context]
 		if !ok {
@@ -278,9 +321,21 @@ func (s *solver) selectFrom(ctx context.Context, from graph.Source, srcs, exclud
 	}
 }
 
+// selectInFSMemo answers a stage or image selection from its memo (the store's, else an
+// imported cache's) when there is one, mounting nothing; otherwise it makes the real selection.
+func (s *solver) selectInFSMemo(st *graph.Stage, step *graph.Step, f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
+	mk := memoKey(step, f, srcs, excludes)
+	if !s.noCache(st) {
+		if m, ok := s.lookupSelection(mk); ok {
+			return source{lazy: &lazySource{fs: f, srcs: srcs, excludes: excludes, what: what, memo: m}}, nil
+		}
+	}
+	return s.selectInFS(step, f, srcs, excludes, in, what)
+}
+
 // selectInFS mounts a stage's or image's filesystem read-only (until the step's inputs are
-// released) and selects srcs in it, owners included.
-func (s *solver) selectInFS(f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
+// released) and selects srcs in it, owners included. It writes the selection's memo.
+func (s *solver) selectInFS(step *graph.Step, f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
 	root, cleanup, err := s.mountRO(f)
 	if err != nil {
 		return source{}, err
@@ -291,7 +346,120 @@ func (s *solver) selectInFS(f fsState, srcs, excludes []string, in *inputs, what
 	if err != nil {
 		return source{}, fmt.Errorf("%s: %w", what, err)
 	}
+	s.rememberSelection(memoKey(step, f, srcs, excludes), step, sel)
 	return source{root: root, sel: sel}, nil
+}
+
+// memoVersion changes whenever what a selection memo holds, or how its key is made, changes.
+const memoVersion = 1
+
+// memoKey names a selection in a stage's or image's filesystem: the filesystem's content
+// identity (its chain of content IDs, no timestamps), the source patterns and excludes, and the
+// step options keyDigest reads (whether --chmod and --chown are set). The selection (owners
+// included) is a pure function of these, so a memo can be shared between machines and never
+// goes stale.
+func memoKey(step *graph.Step, f fsState, srcs, excludes []string) string {
+	chmod, chown := false, false
+	if c := step.Copy; c != nil {
+		chmod, chown = c.Chmod != "", c.Chown != ""
+	}
+	if excludes == nil {
+		excludes = []string{} // no excludes, however the frontend spelled them
+	}
+	doc := map[string]any{"v": memoVersion, "key": keyVersion, "fs": f.chain, "srcs": srcs, "excludes": excludes, "chmod": chmod, "chown": chown}
+	data, _ := json.Marshal(doc)
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}
+
+// selectionMemo condenses a real selection into its memo.
+func selectionMemo(step *graph.Step, sel *contenthash.Selection) store.SelectionMemo {
+	m := store.SelectionMemo{KeyDigest: keyDigest(step, sel), Digest: sel.Digest, Files: len(sel.Files)}
+	if len(sel.Files) <= maxSummaryFiles {
+		m.Summary = make(map[string]string, len(sel.Files))
+		for _, f := range sel.Files {
+			m.Summary[f.Path] = fileSig(f)
+		}
+	}
+	return m
+}
+
+// lookupSelection finds a memo in the store, else in the imported caches (adopting it into the
+// store). It counts as used by this build (Result.Selections).
+func (s *solver) lookupSelection(mk string) (store.SelectionMemo, bool) {
+	m, err := s.opts.Store.GetSelection(mk)
+	if err != nil {
+		if s.opts.Remote == nil {
+			return store.SelectionMemo{}, false
+		}
+		var ok bool
+		if m, ok = s.opts.Remote.LookupSelection(mk); !ok || !m.Valid() {
+			return store.SelectionMemo{}, false
+		}
+		s.opts.Store.PutSelection(mk, m) // best effort: a lost memo costs a mount, nothing more
+	}
+	s.noteSelection(mk, m)
+	return m, true
+}
+
+// rememberSelection writes the memo of a selection just made. A write that fails costs the next
+// build a mount, nothing more, so it is not an error.
+func (s *solver) rememberSelection(mk string, step *graph.Step, sel *contenthash.Selection) {
+	m := selectionMemo(step, sel)
+	s.opts.Store.PutSelection(mk, m)
+	s.noteSelection(mk, m)
+}
+
+func (s *solver) noteSelection(mk string, m store.SelectionMemo) {
+	s.mu.Lock()
+	if s.selections == nil {
+		s.selections = map[string]store.SelectionMemo{}
+	}
+	s.selections[mk] = m
+	s.mu.Unlock()
+}
+
+// lazy reports whether the key rests on a selection memo.
+func (in *inputs) lazy() bool {
+	for _, src := range in.srcs {
+		if src.lazy != nil {
+			return true
+		}
+	}
+	for _, src := range in.mounts {
+		if src.lazy != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// materialize makes the real selection of every source known only from its memo (mounting its
+// filesystem, which fetches lazy layers), so the step can execute on it. It also rewrites the
+// memos from what was found.
+func (s *solver) materialize(step *graph.Step, in *inputs) error {
+	one := func(src source) (source, error) {
+		if src.lazy == nil {
+			return src, nil
+		}
+		l := src.lazy
+		return s.selectInFS(step, l.fs, l.srcs, l.excludes, in, l.what)
+	}
+	for i, src := range in.srcs {
+		r, err := one(src)
+		if err != nil {
+			return err
+		}
+		in.srcs[i] = r
+	}
+	for t, src := range in.mounts {
+		r, err := one(src)
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", t, err)
+		}
+		in.mounts[t] = r
+	}
+	return nil
 }
 
 // fetchURL downloads an ADD URL into scratch space; its content digest is the step's input.

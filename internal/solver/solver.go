@@ -62,12 +62,17 @@ type Result struct {
 	Image  *image.Image
 	Layers []store.Layer // bottom first, for exporters that need the filesystem
 	Steps  []StepResult
+	// Selections are the selection memos (memo key → memo) this build used or wrote, for cache
+	// export: with them another runner computes COPY --from keys without fetching the stage.
+	Selections map[string]store.SelectionMemo
 }
 
 // RemoteCache answers keys from an imported cache. The layer is nil for a step that changed no
 // file; otherwise its bytes may live only in Layer.Remote.
 type RemoteCache interface {
 	Lookup(key string) (*store.Record, *store.Layer, bool)
+	// LookupSelection answers a selection memo key (see memoKey) the store does not know.
+	LookupSelection(memoKey string) (store.SelectionMemo, bool)
 }
 
 // StepResult says how one step went (for tests, build records and cache export).
@@ -119,6 +124,8 @@ type solver struct {
 	stages     map[*graph.Stage]*stageState
 	mu         sync.Mutex
 	results    []StepResult
+	// selections are the memos used or written (under mu).
+	selections map[string]store.SelectionMemo
 	ctx        context.Context // the solve's context, for lazy fetches deep in mount setup
 }
 
@@ -171,7 +178,7 @@ func Solve(ctx context.Context, b *graph.Build, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Image: img, Layers: tgt.fs.layers, Steps: s.results}, nil
+	return &Result{Image: img, Layers: tgt.fs.layers, Steps: s.results, Selections: s.selections}, nil
 }
 
 // wait blocks until dep is built.

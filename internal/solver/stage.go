@@ -134,22 +134,32 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 	defer in.release()
 	key := in.key(step, ss.fs.chain, s.opts.Compression)
 	position := fmt.Sprintf("%s|%s|%d", s.opts.Position, st.DisplayName(), step.Pos)
-	summary := in.summary(step, ss.fs.chain)
 	res := StepResult{Stage: st.DisplayName(), Pos: step.Pos, Text: step.Text, Key: key}
 
-	var rec *store.Record
-	if !s.noCache(st) {
-		rec, err = s.opts.Store.GetRecord(key)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	rec, remote, err := s.lookup(st, key)
+	if err != nil {
+		return err
+	}
+	if rec == nil && in.lazy() {
+		// The key rests on selection memos and the step has to run: make the real selections
+		// (mounting the sources, which fetches their layers) and key the step by them. A memo is
+		// a pure function of content, so the key normally stays the same; when it does not (a
+		// damaged memo, or one naming a selection no record was made from), the real key is
+		// looked up once more before executing. Such a memo thus costs at most a miss, never a
+		// wrong hit. A memo is written only from a real selection, locally or by the build that
+		// exported the cache it comes from, so it is trusted exactly as far as the records there.
+		if err := s.materialize(step, in); err != nil {
 			return err
 		}
-		if rec == nil && s.opts.Remote != nil {
-			if rec, err = s.adoptRemote(key); err != nil {
+		if k := in.key(step, ss.fs.chain, s.opts.Compression); k != key {
+			key, res.Key = k, k
+			if rec, remote, err = s.lookup(st, key); err != nil {
 				return err
 			}
-			res.Remote = rec != nil
 		}
 	}
+	res.Remote = remote
+	summary := in.summary(step, ss.fs.chain)
 	if rec != nil {
 		v.Cached()
 		res.Cached = true
@@ -161,6 +171,9 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		}
 		res.Reason = reason
 		v.Miss(reason)
+		if in.lazy() {
+			return fmt.Errorf("internal error: step would run on a selection known only from its memo")
+		}
 		rec, err = s.execute(ctx, st, step, ss, in, v)
 		if err != nil {
 			return err
@@ -193,6 +206,25 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 	}
 	s.record(res)
 	return nil
+}
+
+// lookup finds a key's record in the store, then in the imported caches (remote reports the
+// latter). A stage that ignores the cache finds nothing.
+func (s *solver) lookup(st *graph.Stage, key string) (rec *store.Record, remote bool, err error) {
+	if s.noCache(st) {
+		return nil, false, nil
+	}
+	rec, err = s.opts.Store.GetRecord(key)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	if rec == nil && s.opts.Remote != nil {
+		if rec, err = s.adoptRemote(key); err != nil {
+			return nil, false, err
+		}
+		remote = rec != nil
+	}
+	return rec, remote, nil
 }
 
 // adoptRemote copies an imported record (and its layer, lazily: no bytes move) into the store, so

@@ -659,7 +659,7 @@ func (s *Store) sweep(refs map[string]int) error {
 			}
 		}
 	}
-	for _, dir := range []string{"cache", "tags", "resolved", "records", "statcache"} {
+	for _, dir := range []string{"cache", "tags", "resolved", "records", "statcache", "selections"} {
 		ents, _ := os.ReadDir(filepath.Join(s.root, dir))
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), ".tmp-") {
@@ -704,7 +704,7 @@ func (s *Store) Prune(o PruneOptions) (*GCResult, error) {
 	}
 	full := o.KeepStorage < 0 && o.Until <= 0
 	if full {
-		dirs := []string{"records"}
+		dirs := []string{"records", "selections"}
 		if o.All {
 			dirs = append(dirs, "statcache")
 		}

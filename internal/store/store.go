@@ -50,7 +50,7 @@ func DefaultRoot() string {
 	return filepath.Join(home, ".local", "share", "strata")
 }
 
-var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records"}
+var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records", "selections"}
 
 // Open creates the layout if needed, takes the shared lock, and clears scratch dirs left by dead
 // processes. exclusive is for prune/GC, which must not run beside a build.
@@ -542,6 +542,63 @@ func (s *Store) SetLast(position string, inputs map[string]string) error {
 func hashName(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:16])
+}
+
+// ---- selection memos ----
+
+// SelectionMemo is what one selection in a stage's or image's filesystem came to (see the
+// solver's memoKey): enough to compute a step's key and explain its misses without mounting
+// that filesystem, and so without fetching its layers.
+type SelectionMemo struct {
+	KeyDigest string        `json:"keyDigest"` // the selection as a COPY's key reads it (--chmod/--chown applied)
+	Digest    digest.Digest `json:"digest"`    // the selection's checksum (what a bind mount's key reads)
+	Files     int           `json:"files"`     // files selected
+	// Summary is path → signature of every selected file, for miss reasons; kept only when the
+	// solver keeps per-file entries (few enough files), nil otherwise.
+	Summary map[string]string `json:"summary,omitempty"`
+}
+
+// Valid reports whether a memo is well formed (a damaged one counts as missing).
+func (m SelectionMemo) Valid() bool {
+	if m.Digest.Validate() != nil || m.Files < 0 {
+		return false
+	}
+	return digest.Digest(m.KeyDigest).Validate() == nil
+}
+
+func (s *Store) selectionPath(memoKey string) string {
+	return filepath.Join(s.root, "selections", memoKey+".json")
+}
+
+// GetSelection returns the memo stored under memoKey (fs.ErrNotExist when there is none or it
+// is damaged).
+//
+// Memos are not tracked by GC: each is a tiny pure function of content (the key names the
+// filesystem's content identity and the patterns), so one can never go stale, and one whose
+// filesystem was evicted merely goes unused. A full prune clears them with the step history.
+func (s *Store) GetSelection(memoKey string) (SelectionMemo, error) {
+	var m SelectionMemo
+	if !validKey(memoKey) {
+		return m, fs.ErrNotExist
+	}
+	if err := readJSON(s.selectionPath(memoKey), &m); err != nil {
+		return SelectionMemo{}, err
+	}
+	if !m.Valid() {
+		return SelectionMemo{}, fs.ErrNotExist
+	}
+	return m, nil
+}
+
+// PutSelection stores a selection memo.
+func (s *Store) PutSelection(memoKey string, m SelectionMemo) error {
+	if !validKey(memoKey) {
+		return fmt.Errorf("selection memo: bad key %q", memoKey)
+	}
+	if !m.Valid() {
+		return fmt.Errorf("selection memo %s: malformed", memoKey)
+	}
+	return writeJSON(s.selectionPath(memoKey), m)
 }
 
 // ---- tags ----
