@@ -111,6 +111,10 @@ func TestRegistryCacheAcrossRunners(t *testing.T) {
 	if len(got) != 2 || !strings.Contains(strings.Join(got, "|"), "COPY src/") || !strings.Contains(strings.Join(got, "|"), "RUN cat") {
 		t.Errorf("runner C re-ran %v, want only COPY src/ and RUN cat\n%s", got, r.out)
 	}
+	// C has no local history, yet it says what changed: the cache carries each step's inputs.
+	if why := missReason(r.out, "COPY src/"); !strings.Contains(why, "main.txt changed") {
+		t.Errorf("runner C's miss reason for COPY src/ is %q, want it to name main.txt\n%s", why, r.out)
+	}
 	s = proxy.Stats()
 	if s.BlobBytesUp == 0 || s.BlobBytesUp > 64<<10 {
 		t.Errorf("runner C uploaded %d bytes; want only the two small new layers and configs\n%+v", s.BlobBytesUp, s)

@@ -146,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
 		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
 		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, AllowInsecure: o.AllowInsecure,
-		Compression: compression, Position: o.DockerfilePath + "|" + o.Target,
+		Compression: compression, Position: o.DockerfilePath + "|" + o.Target, PortablePosition: portablePosition(o),
 		Fetch: fetcher.Fetch, CacheMount: mounts.Dir,
 	}
 	if remote != nil {
@@ -253,7 +253,7 @@ func entries(b *graph.Build, steps []solver.StepResult, mode string) []remotecac
 		if s.Record == nil || (mode != "max" && !inImage[s.Node]) {
 			continue
 		}
-		out = append(out, remotecache.Entry{Record: *s.Record, Layer: s.Layer})
+		out = append(out, remotecache.Entry{Record: *s.Record, Layer: s.Layer, Position: s.Position, Inputs: s.Inputs})
 	}
 	return out
 }
@@ -313,3 +313,13 @@ func withInlineCache(st *store.Store, img *image.Image, es []remotecache.Entry) 
 }
 
 var _ = time.Second
+
+// portablePosition names the Dockerfile the same way on every machine: relative to the context
+// when it lies inside, else by its base name.
+func portablePosition(o Options) string {
+	name := filepath.Base(o.DockerfilePath)
+	if rel, err := filepath.Rel(o.ContextDir, o.DockerfilePath); err == nil && !strings.HasPrefix(rel, "..") {
+		name = filepath.ToSlash(rel)
+	}
+	return name + "|" + o.Target
+}

@@ -44,6 +44,10 @@ type Record struct {
 	Layer   *Layer        `json:"layer,omitempty"`
 	Created time.Time     `json:"created"`
 	Elapsed time.Duration `json:"elapsed"`
+	// Position names the step portably (Dockerfile relative to the context, target, stage,
+	// position) and Inputs summarises what it read, so a runner that misses can say what changed.
+	Position string            `json:"position,omitempty"`
+	Inputs   map[string]string `json:"inputs,omitempty"`
 }
 
 // Layer describes a layer blob: its compressed descriptor, diffID and timestamp-free content ID

@@ -72,7 +72,17 @@ type entry struct {
 type Index struct {
 	entries    map[string]entry
 	mounts     map[string]importedMount
-	selections map[string]Selection // by memo key (selections.go)
+	selections map[string]Selection         // by memo key (selections.go)
+	inputs     map[string]map[string]string // step position → inputs, for miss reasons
+}
+
+// LookupInputs satisfies solver.RemoteCache.
+func (ix *Index) LookupInputs(position string) (map[string]string, bool) {
+	if ix == nil {
+		return nil, false
+	}
+	in, ok := ix.inputs[position]
+	return in, ok
 }
 
 type importedMount struct {
@@ -114,6 +124,9 @@ func (ix *Index) add(c *Config, remote string) {
 			e.rec.Size = l.Size
 		}
 		ix.entries[r.Key] = e
+		if _, dup := ix.inputs[r.Position]; r.Position != "" && r.Inputs != nil && !dup {
+			ix.inputs[r.Position] = r.Inputs
+		}
 	}
 	for _, m := range c.Mounts {
 		if _, dup := ix.mounts[m.ID]; !dup {
@@ -126,7 +139,7 @@ func (ix *Index) add(c *Config, remote string) {
 // Import reads every cache's manifest and config, in order. A cache that cannot be read is a
 // warning (the build goes on without it), returned in warnings, one line each.
 func Import(ctx context.Context, specs []Spec, f *Fetcher) (ix *Index, warnings []string) {
-	ix = &Index{entries: map[string]entry{}, mounts: map[string]importedMount{}}
+	ix = &Index{entries: map[string]entry{}, mounts: map[string]importedMount{}, inputs: map[string]map[string]string{}}
 	for _, sp := range specs {
 		c, remote, err := importOne(ctx, sp, f)
 		if err != nil {
@@ -231,6 +244,9 @@ type Entry struct {
 	Record store.Record
 	Layer  *store.Layer // nil for an empty step
 	Parent digest.Digest
+	// Position and Inputs: see Record.
+	Position string
+	Inputs   map[string]string
 	// Selection, when set, makes this entry a selection memo instead of a record
 	// (SelectionEntries); Record and Layer are then unused.
 	Selection *Selection
@@ -246,13 +262,15 @@ func BuildConfig(entries []Entry, mounts []Mount) *Config {
 			continue
 		}
 		seen[e.Record.Key] = true
-		r := Record{Key: e.Record.Key, Step: e.Record.Step, Parent: e.Parent, Created: e.Record.Created, Elapsed: e.Record.Elapsed}
+		r := Record{Key: e.Record.Key, Step: e.Record.Step, Parent: e.Parent, Created: e.Record.Created, Elapsed: e.Record.Elapsed,
+			Position: e.Position, Inputs: e.Inputs}
 		if e.Layer != nil {
 			r.Layer = &Layer{Digest: e.Layer.Digest, MediaType: e.Layer.MediaType, Size: e.Layer.Size, DiffID: e.Layer.DiffID, ContentID: e.Layer.ContentID}
 		}
 		c.Records = append(c.Records, r)
 	}
 	sort.Slice(c.Records, func(i, j int) bool { return c.Records[i].Key < c.Records[j].Key })
+	trimInputs(c.Records)
 	sort.Slice(c.Mounts, func(i, j int) bool { return c.Mounts[i].ID < c.Mounts[j].ID })
 	c.Selections = buildSelections(entries)
 	return c
@@ -451,4 +469,29 @@ func writeFileAtomic(p string, data []byte) error {
 	}
 	os.Chmod(f.Name(), 0o644)
 	return os.Rename(f.Name(), p)
+}
+
+// maxInputsBytes bounds the step inputs one config carries; past it, per-file entries are
+// dropped (the miss reason then names no file; keys are unaffected).
+const maxInputsBytes = 4 << 20
+
+func trimInputs(recs []Record) {
+	budget := maxInputsBytes
+	for i := range recs {
+		n := 0
+		for k, v := range recs[i].Inputs {
+			n += len(k) + len(v) + 8
+		}
+		if n <= budget {
+			budget -= n
+			continue
+		}
+		slim := map[string]string{"files-omitted": "true"} // see solver.fileChanges
+		for k, v := range recs[i].Inputs {
+			if !strings.HasPrefix(k, "file:") {
+				slim[k] = v
+			}
+		}
+		recs[i].Inputs = slim
+	}
 }

@@ -556,6 +556,9 @@ func explain(prev, cur map[string]string) string {
 
 // fileChanges names the first changed file and counts the rest.
 func fileChanges(prev, cur map[string]string) string {
+	if prev["files-omitted"] != "" {
+		return "" // an imported summary that travelled without its file list
+	}
 	var changed []string
 	modeOnly := map[string]bool{}
 	for k, v := range cur {

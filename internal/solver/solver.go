@@ -55,6 +55,10 @@ type Options struct {
 	// Position prefixes step positions in the miss-reason history (Dockerfile path + target), so
 	// a miss is explained against the last build of the same Dockerfile.
 	Position string
+	// PortablePosition is the same without machine-specific paths (the Dockerfile relative to the
+	// context): imported caches carry the inputs of each step by it, so a fresh runner still says
+	// what changed.
+	PortablePosition string
 }
 
 // Result is the built target.
@@ -73,6 +77,8 @@ type RemoteCache interface {
 	Lookup(key string) (*store.Record, *store.Layer, bool)
 	// LookupSelection answers a selection memo key (see memoKey) the store does not know.
 	LookupSelection(memoKey string) (store.SelectionMemo, bool)
+	// LookupInputs returns the inputs last recorded at a portable step position, for miss reasons.
+	LookupInputs(position string) (map[string]string, bool)
 }
 
 // StepResult says how one step went (for tests, build records and cache export).
@@ -88,6 +94,10 @@ type StepResult struct {
 	Node   *graph.Stage
 	Record *store.Record
 	Layer  *store.Layer // nil for an empty step
+	// Position (portable, see Options.PortablePosition) and Inputs say what the step read, so an
+	// exported cache can explain a later miss on another machine.
+	Position string
+	Inputs   map[string]string
 }
 
 // fsState is a filesystem: its layers and its identity (chain of content IDs, no timestamps).

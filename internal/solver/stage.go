@@ -134,6 +134,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 	defer in.release()
 	key := in.key(step, ss.fs.chain, s.opts.Compression)
 	position := fmt.Sprintf("%s|%s|%d", s.opts.Position, st.DisplayName(), step.Pos)
+	portable := fmt.Sprintf("%s|%s|%d", s.opts.PortablePosition, st.DisplayName(), step.Pos)
 	res := StepResult{Stage: st.DisplayName(), Pos: step.Pos, Text: step.Text, Key: key}
 
 	rec, remote, err := s.lookup(st, key)
@@ -166,7 +167,10 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 	} else {
 		reason := "--no-cache"
 		if !s.noCache(st) {
-			prev, _ := s.opts.Store.Last(position)
+			prev, err := s.opts.Store.Last(position)
+			if err != nil && s.opts.Remote != nil {
+				prev, _ = s.opts.Remote.LookupInputs(portable)
+			}
 			reason = explain(prev, summary)
 		}
 		res.Reason = reason
@@ -188,6 +192,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 	}
 	s.opts.Store.SetLast(position, summary)
 	res.Node, res.Record = st, rec
+	res.Position, res.Inputs = portable, summary
 
 	created := rec.Created
 	if created.Before(ss.created) {
