@@ -97,6 +97,9 @@ func TestRegistryCacheAcrossRunners(t *testing.T) {
 	if im := b.run("images"); !regexp.MustCompile(`app:2 .* [1-9]\d* of [1-9]\d* layers`).MatchString(im.out) {
 		t.Errorf("strata images should show runner B's image as lazy:\n%s", im.out)
 	}
+	if !r.has("pushed 0B") {
+		t.Errorf("progress should show runner B pushed nothing\n%s", r.out)
+	}
 	if mdB["strata.bytes.pushed"].(float64) != 0 {
 		t.Errorf("metadata says %v bytes pushed, want 0", mdB["strata.bytes.pushed"])
 	}

@@ -192,6 +192,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		v.Done()
 	}
 	out := &Result{Image: img, Steps: res.Steps, Registry: reg.Stats()}
+	if t := out.Registry; t.Pulled+t.Pushed > 0 || len(o.CacheFrom)+len(o.CacheTo) > 0 {
+		v := rec.Start("[internal] registry transfer")
+		v.Status("layer and cache bytes pulled %s, pushed %s", humanBytes(t.Pulled), humanBytes(t.Pushed))
+		v.Done()
+	}
 	if err := writeResultFiles(o, out); err != nil {
 		return nil, err
 	}
@@ -322,4 +327,16 @@ func portablePosition(o Options) string {
 		name = filepath.ToSlash(rel)
 	}
 	return name + "|" + o.Target
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2fGB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fkB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
 }
