@@ -181,6 +181,20 @@ func TestLocalCacheAcrossRunners(t *testing.T) {
 	if err := testenv.Skopeo("inspect", "oci-archive:"+filepath.Join(b.dir, "b.tar")); err != nil {
 		t.Errorf("runner B's archive: %v", err)
 	}
+	// A runner that imports from a directory can still push and export to a registry: the layers
+	// known only from the directory are read from it.
+	c := newEnv(t)
+	r = c.build("--cache-from", "type=local,src="+cacheDir, "--cache-to", "type=registry,ref="+reg+"/fromdir:cache,mode=max",
+		"--push", "-t", reg+"/fromdir:1", c.project("app", files))
+	if m := missed(r.out); len(m) > 0 {
+		t.Errorf("runner C missed %v\n%s", m, r.out)
+	}
+	if err := testenv.Skopeo("copy", "--src-tls-verify=false", "docker://"+reg+"/fromdir:1", "oci:"+filepath.Join(c.dir, "img")); err != nil {
+		t.Errorf("runner C's pushed image is incomplete: %v", err)
+	}
+	if err := testenv.Skopeo("copy", "--src-tls-verify=false", "docker://"+reg+"/fromdir:cache", "oci:"+filepath.Join(c.dir, "cache")); err != nil {
+		t.Errorf("runner C's registry cache is incomplete: %v", err)
+	}
 }
 
 // type=inline puts the image's own records in its config; --cache-from IMAGE reads them back.

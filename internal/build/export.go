@@ -20,10 +20,17 @@ import (
 )
 
 func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg *registry.Client, f *remotecache.Fetcher, img *image.Image, layers []store.Layer, outs []Output, tags []string) error {
+	// A push mounts or streams layers that live in a repository; a layer known only from a local
+	// cache directory is fetched into the store first.
 	remoteOf := map[digest.Digest]string{}
+	var local []store.Layer
 	for _, l := range layers {
 		if l.Remote != "" && !st.Has(l.Digest) {
-			remoteOf[l.Digest] = l.Remote
+			if remotecache.IsRepository(l.Remote) {
+				remoteOf[l.Digest] = l.Remote
+			} else {
+				local = append(local, l)
+			}
 		}
 	}
 	// fetchAll brings lazy layers in for outputs that need every byte.
@@ -64,11 +71,18 @@ func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg
 			finish(v, err)
 		case "registry":
 			v := rec.Start(fmt.Sprintf("pushing %v", names))
-			err = reg.Push(ctx, img, st, names, func(d digest.Digest) string { return remoteOf[d] }, func(d ocispec.Descriptor, done, total int64) {
-				if done == total {
-					v.Status("pushing %s %d/%d bytes done", d.Digest.Encoded()[:12], done, total)
+			for _, l := range local {
+				if err = f.Fetch(ctx, l); err != nil {
+					break
 				}
-			})
+			}
+			if err == nil {
+				err = reg.Push(ctx, img, st, names, func(d digest.Digest) string { return remoteOf[d] }, func(d ocispec.Descriptor, done, total int64) {
+					if done == total {
+						v.Status("pushing %s %d/%d bytes done", d.Digest.Encoded()[:12], done, total)
+					}
+				})
+			}
 			finish(v, err)
 		case "local":
 			v := rec.Start("copying files to " + out.Dest)

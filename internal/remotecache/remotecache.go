@@ -57,6 +57,11 @@ func (f *Fetcher) fetch(ctx context.Context, remote string, d ocispec.Descriptor
 	return f.Registry.FetchBlob(ctx, remote, d, f.Store, nil)
 }
 
+// IsRepository reports whether a Layer.Remote names a registry repository (not a directory).
+func IsRepository(remote string) bool {
+	return remote != "" && !strings.HasPrefix(remote, layoutPrefix)
+}
+
 func layoutBlob(dir string, d digest.Digest) string {
 	return filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
 }
@@ -345,6 +350,16 @@ func Export(ctx context.Context, sp Spec, entries []Entry, ms *MountSet, f *Fetc
 	}
 	switch sp.Type {
 	case "registry":
+		// Blobs known only from a cache directory are fetched first: a registry can mount or
+		// stream only from a repository.
+		for i, b := range bl {
+			if b.Remote != "" && !IsRepository(b.Remote) {
+				if err := f.fetch(ctx, b.Remote, b.Descriptor); err != nil {
+					return err
+				}
+				bl[i].Remote = ""
+			}
+		}
 		all := append([]registry.Blob{{Descriptor: m.Config}}, bl...)
 		return f.Registry.PushManifest(ctx, []string{sp.Ref}, ocispec.MediaTypeImageManifest, mb, all, f.Store, progress)
 	case "local":
