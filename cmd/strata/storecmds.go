@@ -15,12 +15,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/solver"
 	"github.com/strata-build/strata/internal/store"
 )
-
-type imageT = image.Image
 
 func openStore(g *globalOpts, exclusive bool) (*store.Store, error) {
 	root := g.root

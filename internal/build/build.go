@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -316,8 +315,6 @@ func withInlineCache(st *store.Store, img *image.Image, es []remotecache.Entry) 
 	}
 	return image.Rewrite(img, cb, st.WriteBlob)
 }
-
-var _ = time.Second
 
 // portablePosition names the Dockerfile the same way on every machine: relative to the context
 // when it lies inside, else by its base name.

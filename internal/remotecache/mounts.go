@@ -3,7 +3,6 @@ package remotecache
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -216,5 +215,3 @@ func (ms *MountSet) writeBlob(dir string, cur, base map[string]fileState) (ocisp
 	}
 	return ocispec.Descriptor{MediaType: MountMediaType, Digest: d, Size: n}, changed, nil
 }
-
-var _ = io.EOF
