@@ -52,6 +52,55 @@ for p, s in order:
     print(f"| {p} / {s} | " + " | ".join(cell(m, p, s, b) for b in BUILDERS)
           + f" | {ratio(m, 'strata', 'buildkit')} | {ratio(m, 'strata', 'buildah')} |")
 
+# The CI scenarios (lib/ci.py) also record the bytes each run moved through the registry proxy.
+def size(n):
+    if n is None:
+        return "?"
+    for unit, f in (("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= f:
+            return f"{n / f:.1f} {unit}"
+    return f"{n:.0f} B"
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "?"
+    m, lo, hi = statistics.median(vals), min(vals), max(vals)
+    return size(m) if size(lo) == size(hi) else f"{size(m)} ({size(lo)}–{size(hi)})"
+
+ci_rows = []
+for p, s in order:
+    for b in BUILDERS:
+        f = os.path.join(raw, f"{p}__{s}__{b}.ci.json")
+        if os.path.exists(f):
+            with open(f) as fh:
+                ci_rows.append((p, s, b, json.load(fh)["runs"]))
+if ci_rows:
+    print()
+    print("Registry traffic per runner-B build, through the counting proxy (median over runs, range if they differ). "
+          "Layer = a blob some manifest in the registry lists with a layer media type; other = image configs, "
+          "cache metadata. strata's own count (`--metadata-file`: strata.bytes.pulled / pushed) and its cached/total steps "
+          "(`strata.steps`) are in the last columns; BuildKit's plain progress does not mark every reused step CACHED, so it has none.")
+    print()
+    print("| scenario | builder | median | ratio to BuildKit | layer bytes down | layer bytes up | other bytes down | other bytes up | blob HEADs | strata steps cached | strata metadata pulled / pushed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p, s, b, runs in ci_rows:
+        m = medians(p, s)
+        t = statistics.median(r["time"] for r in runs)
+        smd, steps = "", []
+        if b == "strata":
+            mds = [r.get("strata_md", {}) for r in runs]
+            smd = med([x.get("pulled") for x in mds]) + " / " + med([x.get("pushed") for x in mds])
+            steps = sorted({f"{(x.get('steps') or {}).get('cached', '?')}/{(x.get('steps') or {}).get('total', '?')}" for x in mds})
+        print(f"| {p} / {s} | {b} | {t:.2f} s | {ratio(m, b, 'buildkit') if b != 'buildkit' else ''} | "
+              f"{med([r['down']['layer'] for r in runs])} | {med([r['up']['layer'] for r in runs])} | "
+              f"{med([r['down']['other'] for r in runs])} | {med([r['up']['other'] for r in runs])} | "
+              f"{statistics.median(r['heads'] for r in runs):.0f} | {', '.join(steps)} | {smd} |")
+    bk = [r["bk_start"] for _, _, b, runs in ci_rows if b == "buildkit" for r in runs]
+    if bk:
+        print()
+        print(f"buildkitd start-up on an empty --root (untimed, before each BuildKit runner-B build): median {statistics.median(bk):.2f} s.")
+
 notes = os.path.join(raw, "notes.md")
 if os.path.exists(notes):
     print()

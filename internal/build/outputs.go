@@ -2,8 +2,11 @@ package build
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+
+	"github.com/strata-build/strata/internal/remotecache"
 )
 
 // Output is one -o request (or --push / the default local image).
@@ -28,13 +31,9 @@ func ParseOutputs(specs []string, push bool) ([]Output, error) {
 			outs = append(outs, o)
 			continue
 		}
-		attrs := map[string]string{}
-		for _, kv := range strings.Split(s, ",") {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, fmt.Errorf("--output %q: %q is not KEY=VALUE", s, kv)
-			}
-			attrs[strings.TrimSpace(k)] = v
+		attrs, err := remotecache.Attrs("--output", s)
+		if err != nil {
+			return nil, err
 		}
 		o.Type, o.Dest = attrs["type"], attrs["dest"]
 		known := map[string][]string{
@@ -52,7 +51,7 @@ func ParseOutputs(specs []string, push bool) ([]Output, error) {
 		case !ok:
 			return nil, fmt.Errorf("--output %q: unknown type %q (image, registry, oci, docker, local)", s, o.Type)
 		}
-		for k := range attrs {
+		for _, k := range slices.Sorted(maps.Keys(attrs)) {
 			if !slices.Contains(keys, k) && !strings.HasPrefix(k, "annotation") {
 				return nil, fmt.Errorf("--output %q: unknown attribute %q for type=%s (known: %s)", s, k, o.Type, strings.Join(keys[1:], ", "))
 			}

@@ -43,6 +43,14 @@ func scanDir(dir string) (map[string]fileState, int64, error) {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(d.Name(), whiteoutPrefix) {
+			// A file named like a whiteout would read back as a deletion; caches do not make
+			// such names, so it stays out of the export rather than corrupting it.
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		info, err := d.Info()
 		if err != nil {
 			return err
@@ -129,9 +137,12 @@ func writeTar(w io.Writer, dir string, cur, base map[string]fileState) (changed 
 		var gone []string
 		for p := range base {
 			if _, ok := cur[p]; !ok && p != "." {
-				// Only the topmost removed path needs a whiteout.
+				// Only the topmost removed path needs a whiteout: one whose parent is gone, or is
+				// no longer a directory, is covered by the parent's own entry (applyTar replaces
+				// a path whose type changed whole). A whiteout under a parent that became a
+				// symlink would otherwise delete through the link.
 				if parent := path.Dir(p); parent != "." {
-					if _, still := cur[parent]; !still {
+					if pst, still := cur[parent]; !still || pst.typ != tar.TypeDir {
 						continue
 					}
 				}
@@ -192,6 +203,12 @@ func applyTar(r io.Reader, dir string) error {
 		base := path.Base(name)
 		if strings.HasPrefix(base, whiteoutPrefix) {
 			victim := path.Join(path.Dir(name), strings.TrimPrefix(base, whiteoutPrefix))
+			if parent := path.Dir(victim); parent != "." {
+				// Never delete through a symlink, even inside the mount.
+				if fi, err := root.Lstat(parent); err != nil || !fi.IsDir() {
+					continue
+				}
+			}
 			if victim != "." {
 				if err := root.RemoveAll(victim); err != nil {
 					return err
@@ -201,7 +218,8 @@ func applyTar(r io.Reader, dir string) error {
 		}
 		mode := fs.FileMode(hdr.Mode & 0o777)
 		if name != "." {
-			if fi, err := root.Lstat(name); err == nil && (fi.IsDir() != (hdr.Typeflag == tar.TypeDir) || fi.Mode()&fs.ModeSymlink != 0) {
+			if fi, err := root.Lstat(name); err == nil && (fi.IsDir() != (hdr.Typeflag == tar.TypeDir) ||
+				fi.Mode()&fs.ModeSymlink != 0 || hdr.Typeflag == tar.TypeSymlink) {
 				if err := root.RemoveAll(name); err != nil {
 					return err
 				}

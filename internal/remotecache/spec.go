@@ -40,14 +40,9 @@ func ParseSpec(s string, export bool) (Spec, error) {
 		sp.Type, sp.Ref = "registry", s
 		return sp, nil
 	}
-	attrs := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		k = strings.TrimSpace(k)
-		if !ok {
-			return sp, fmt.Errorf("%s %q: %q is not KEY=VALUE", flag, s, kv)
-		}
-		attrs[k] = v
+	attrs, err := Attrs(flag, s)
+	if err != nil {
+		return sp, err
 	}
 	sp.Type = attrs["type"]
 	if sp.Type == "" {
@@ -76,7 +71,7 @@ func ParseSpec(s string, export bool) (Spec, error) {
 		}
 		return false, fmt.Errorf("%s %q: %s=%s: use true or false", flag, s, k, attrs[k])
 	}
-	var err error
+
 	if sp.IgnoreError, err = boolAttr("ignore-error"); err != nil {
 		return sp, err
 	}
