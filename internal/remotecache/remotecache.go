@@ -1,6 +1,7 @@
 package remotecache
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -261,6 +263,12 @@ type Entry struct {
 // same bytes).
 func BuildConfig(entries []Entry, mounts []Mount) *Config {
 	c := &Config{Version: Version, Records: []Record{}, Mounts: mounts}
+	// The same step can appear in several stages (WORKDIR /w at the top of each); stages run in
+	// parallel, so which came first varies. Keep the smallest position so the bytes do not.
+	entries = slices.Clone(entries)
+	slices.SortStableFunc(entries, func(a, b Entry) int {
+		return cmp.Or(cmp.Compare(a.Record.Key, b.Record.Key), cmp.Compare(a.Position, b.Position))
+	})
 	seen := map[string]bool{}
 	for _, e := range entries {
 		if e.Selection != nil || seen[e.Record.Key] || (!e.Record.Empty && e.Layer == nil) {

@@ -134,14 +134,20 @@ func (in *inputs) summary(step *graph.Step, parent digest.Digest) map[string]str
 	for _, s := range in.srcs {
 		m["sel"] += string(s.digest())
 		if n <= maxSummaryFiles {
+			// Context paths read as the user wrote them (src/main.js); paths in a stage or an
+			// image are absolute there (/out/app.js).
+			prefix := "file:/"
+			if s.ctx {
+				prefix = "file:"
+			}
 			if s.lazy != nil {
 				for p, sig := range s.lazy.memo.Summary {
-					m["file:"+p] = sig
+					m[prefix+p] = sig
 				}
 				continue
 			}
 			for _, f := range s.sel.Files {
-				m["file:"+f.Path] = fileSig(f)
+				m[prefix+f.Path] = fileSig(f)
 			}
 		}
 	}
