@@ -33,6 +33,9 @@ func reexecInNamespace() (handled bool, code int) {
 	if err != nil {
 		return false, 0
 	}
+	// Only here do pids mean what they meant to the builds that named their cgroups by them;
+	// inside the namespace the dead owners are invisible.
+	sweepCgroups()
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), nsEnv+"=1")
@@ -71,9 +74,13 @@ func reexecInNamespace() (handled bool, code int) {
 	return true, 0
 }
 
-// setupNamespace makes our mounts private and gives runc a state dir that vanishes with us.
+// setupNamespace makes our mounts private and gives runc a state dir that vanishes with us. The
+// runtime bundles (whose config.json holds the step's env, env secrets included) live beside that
+// state dir, and /dev/shm, where file secrets are written, becomes a tmpfs of our own: a SIGKILL
+// leaves none of them on the host, because the kernel drops the tmpfs with the namespace.
 func setupNamespace() error {
 	if os.Getenv(nsEnv) == "" {
+		sweepCgroups()
 		return os.MkdirAll(runStateDir, 0o700)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -88,7 +95,27 @@ func setupNamespace() error {
 	if err := unix.Mount("tmpfs", runStateDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
 		return fmt.Errorf("mount runc state dir: %w", err)
 	}
+	if err := os.MkdirAll(secretDir, 0o1777); err != nil {
+		return fmt.Errorf("create %s: %w", secretDir, err)
+	}
+	if err := unix.Mount("tmpfs", secretDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777"); err != nil {
+		return fmt.Errorf("mount private %s for secrets: %w", secretDir, err)
+	}
 	return nil
+}
+
+// secretDir is where RUN --mount=type=secret files are written (memory-backed, never the store).
+const secretDir = "/dev/shm"
+
+// sweepCgroups removes the cgroups killed builds left; a failure only leaves them for the next
+// build, so it is reported, never fatal.
+func sweepCgroups() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	if _, err := executor.SweepCgroups(); err != nil {
+		fmt.Fprintln(os.Stderr, "warning:", err)
+	}
 }
 
 // runcStateDir is private to this build: inside our namespace a tmpfs that dies with us; without
@@ -100,13 +127,16 @@ func runcStateDir() string {
 	}
 	ents, _ := os.ReadDir(runStateDir)
 	for _, e := range ents {
-		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "runc-"))
-		if err != nil || !strings.HasPrefix(e.Name(), "runc-") || pid == os.Getpid() {
+		name, bundles := strings.CutSuffix(e.Name(), ".bundles")
+		pid, err := strconv.Atoi(strings.TrimPrefix(name, "runc-"))
+		if err != nil || !strings.HasPrefix(name, "runc-") || pid == os.Getpid() {
 			continue
 		}
 		if syscall.Kill(pid, 0) == syscall.ESRCH {
 			dir := filepath.Join(runStateDir, e.Name())
-			executor.Cleanup(executor.Config{StateDir: dir})
+			if !bundles {
+				executor.Cleanup(executor.Config{StateDir: dir})
+			}
 			os.RemoveAll(dir)
 		}
 	}

@@ -410,3 +410,62 @@ func humanSize(n int64) string {
 }
 
 func normalizeName(s string) (string, error) { return solver.NormalizeRef(s) }
+
+func newStoreCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "store",
+		Short: "Check the local store",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newStoreVerifyCmd(g))
+	return cmd
+}
+
+func newStoreVerifyCmd(g *globalOpts) *cobra.Command {
+	var repair bool
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check every blob, record and snapshot of the store (--repair removes what is broken)",
+		Long: `Check the store: every blob against its digest, every layer record, cache record, tag and
+pulled base image against what it names, every snapshot against its layer record, and leftovers
+of killed processes (scratch dirs, temp files of interrupted writes, mounts under the store).
+Prints one line per problem, then a summary; exits 1 if a problem remains.
+
+--repair removes what is broken (a blob with the wrong content, then the records that name what
+is now gone, stray scratch and mounts) so the store is consistent again; nothing that is fine is
+touched, and everything removed costs at most a rebuild or a pull.
+
+Like prune, verify needs the store to itself: it waits for running builds to finish.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			root := g.root
+			if root == "" {
+				root = store.DefaultRoot()
+			}
+			st, err := store.OpenNoWait(root, true)
+			if errors.Is(err, store.ErrBusy) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "waiting for running builds to finish...")
+				st, err = store.Open(root, true)
+			}
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			res, err := st.Verify(repair)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, p := range res.Problems {
+				fmt.Fprintln(out, p)
+			}
+			fmt.Fprintln(out, res.Summary())
+			if res.Unrepaired() > 0 {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&repair, "repair", false, "remove what is broken so the store is consistent again")
+	return cmd
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -136,19 +135,7 @@ func writeArchive(st *store.Store, img *image.Image, out Output, names []string)
 	if out.Dest == "-" {
 		return write(os.Stdout)
 	}
-	dir := filepath.Dir(out.Dest)
-	f, err := os.CreateTemp(dir, ".strata-out-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	os.Chmod(f.Name(), 0o644)
-	return os.Rename(f.Name(), out.Dest)
+	// A kill leaves no partial archive behind (an unnamed O_TMPFILE, or a named partial the next
+	// export to the same place sweeps).
+	return export.WriteFile(out.Dest, 0o644, write)
 }

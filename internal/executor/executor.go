@@ -11,14 +11,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/users"
 )
@@ -27,6 +31,16 @@ import (
 type Config struct {
 	Runtime  string // "runc" (default) or "crun", name or path
 	StateDir string // passed as `runc --root`; the caller owns it (may be a tmpfs)
+	// BundleDir holds the runtime bundles (config.json carries the step's env, secrets among
+	// them); default StateDir+".bundles", so a StateDir on a private tmpfs keeps them there too.
+	BundleDir string
+}
+
+func (c Config) bundleDir() string {
+	if c.BundleDir != "" {
+		return c.BundleDir
+	}
+	return filepath.Clean(c.StateDir) + ".bundles"
 }
 
 // Mount is an extra mount for the container, applied after the standard ones
@@ -108,8 +122,12 @@ func Check(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if out, err := exec.Command(bin, "--version").CombinedOutput(); err != nil {
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
 		return fmt.Errorf("%s --version: %w: %s", bin, err, bytes.TrimSpace(out))
+	}
+	if err := CheckRuntimeVersion(bin, out); err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("running RUN steps needs root: rootless builds are not supported")
@@ -215,7 +233,10 @@ func Run(ctx context.Context, cfg Config, spec Spec) (retErr error) {
 		return fmt.Errorf("create working directory %s: %w", spec.Cwd, err)
 	}
 
-	bundle, err := os.MkdirTemp("", "strata-bundle-")
+	if err := os.MkdirAll(cfg.bundleDir(), 0o700); err != nil {
+		return fmt.Errorf("create bundle dir: %w", err)
+	}
+	bundle, err := os.MkdirTemp(cfg.bundleDir(), "strata-bundle-")
 	if err != nil {
 		return fmt.Errorf("create bundle dir: %w", err)
 	}
@@ -224,6 +245,11 @@ func Run(ctx context.Context, cfg Config, spec Spec) (retErr error) {
 	s, err := buildSpec(bundle, spec, ident)
 	if err != nil {
 		return err
+	}
+	// The cgroup names its owner so a later build can tell a dead build's leftover from a live
+	// one's: runc removes it on delete, but nobody does when strata is killed.
+	if s.Linux != nil && s.Linux.CgroupsPath == "" {
+		s.Linux.CgroupsPath = cgroupsPath(spec.ID)
 	}
 	cfgJSON, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
@@ -453,4 +479,242 @@ func runtimeError(logPath string) string {
 		}
 	}
 	return strings.Join(msgs, "; ")
+}
+
+// ---- cgroups of killed builds ----
+
+// ownerPID is this process's pid as the host's /proc shows it, read before anything can remount
+// /proc: a build re-executed into its own pid namespace is pid 1 there, which would name nothing.
+var ownerPID = hostPID()
+
+func hostPID() int {
+	data, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+				if f := strings.Fields(rest); len(f) > 0 {
+					if pid, err := strconv.Atoi(f[0]); err == nil && pid > 0 {
+						return pid
+					}
+				}
+			}
+		}
+	}
+	return os.Getpid()
+}
+
+// cgroupPrefix starts the name of every cgroup strata's containers run in:
+// strata-<owner pid>-<container id without its "strata-">.
+const cgroupPrefix = "strata-"
+
+// CgroupName is the cgroup a container of this process runs in.
+func CgroupName(id string) string {
+	return cgroupPrefix + strconv.Itoa(ownerPID) + "-" + strings.TrimPrefix(id, cgroupPrefix)
+}
+
+// CgroupOwner returns the pid a cgroup name from CgroupName carries.
+func CgroupOwner(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, cgroupPrefix)
+	if !ok {
+		return 0, false
+	}
+	num, id, ok := strings.Cut(rest, "-")
+	if !ok || id == "" {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(num)
+	if err != nil || pid <= 0 || strconv.Itoa(pid) != num {
+		return 0, false
+	}
+	return pid, true
+}
+
+// cgroupsPath places the container where runc's default would, under the caller's cgroup and so
+// within its limits: a relative path does that on cgroup v1, while v2 reads a relative path from
+// the hierarchy's root and puts the default beside the caller's own cgroup.
+func cgroupsPath(id string) string {
+	name := CgroupName(id)
+	var fs unix.Statfs_t
+	if unix.Statfs("/sys/fs/cgroup", &fs) != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return name
+	}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return name
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if own, ok := strings.CutPrefix(line, "0::"); ok {
+			return filepath.Join(filepath.Dir(own), name)
+		}
+	}
+	return "/" + name
+}
+
+// cgroupDirs are the directories a container cgroup of this process can be in: per hierarchy,
+// its root, the caller's own cgroup (v1, relative path) and that cgroup's parent (v2).
+func cgroupDirs() []string {
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	own, _ := os.ReadFile("/proc/self/cgroup")
+	seen := map[string]bool{}
+	var dirs []string
+	add := func(d string) {
+		if !seen[d] {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 3 || (g[0] != "cgroup" && g[0] != "cgroup2") {
+			continue
+		}
+		root, mp := unescapeOctal(f[3]), unescapeOctal(f[4])
+		add(mp)
+		path, ok := ownCgroup(string(own), g[0] == "cgroup2", strings.Split(g[2], ","))
+		if !ok {
+			continue
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue
+		}
+		add(filepath.Join(mp, rel))
+		if rel != "." {
+			add(filepath.Dir(filepath.Join(mp, rel)))
+		}
+	}
+	return dirs
+}
+
+// ownCgroup finds in /proc/self/cgroup the path of the hierarchy mounted with these options.
+func ownCgroup(procCgroup string, v2 bool, superOpts []string) (string, bool) {
+	opts := map[string]bool{}
+	for _, o := range superOpts {
+		opts[o] = true
+	}
+	for _, line := range strings.Split(procCgroup, "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if v2 {
+			if parts[0] == "0" && parts[1] == "" {
+				return parts[2], true
+			}
+			continue
+		}
+		if parts[1] == "" {
+			continue
+		}
+		all := true
+		for _, c := range strings.Split(parts[1], ",") {
+			if !opts[c] {
+				all = false
+			}
+		}
+		if all {
+			return parts[2], true
+		}
+	}
+	return "", false
+}
+
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// ownerAlive reports whether pid still runs; a pid reused by another process counts as alive,
+// which only leaves a leftover for later. A zombie is dead: a killed build's namespace child
+// stays one until whoever inherited it reaps it.
+func ownerAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist)
+	}
+	// pid (comm) state …; comm may hold anything, so look after its last ')'.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		if st := stat[i+2]; st == 'Z' || st == 'X' {
+			return false
+		}
+	}
+	return true
+}
+
+// SweepCgroups removes the container cgroups of strata processes that died without removing
+// them (killed builds), after killing any process still in one (a container orphaned by a build
+// that ran outside a private pid namespace). Cgroups of live owners and anything not named by
+// CgroupName are left alone. It must run in the pid namespace the owners' pids were read in (the
+// host's, before re-executing into a private one). It returns the cgroups it removed.
+func SweepCgroups() ([]string, error) {
+	var removed []string
+	var errs []error
+	for _, dir := range cgroupDirs() {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			pid, ok := CgroupOwner(e.Name())
+			if !ok || ownerAlive(pid) {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			if err := removeCgroup(p); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, p)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// removeCgroup kills what is left in a dead build's cgroup and removes it. rmdir of a cgroup
+// fails while a process is in it, so nothing live is ever removed under a process.
+func removeCgroup(p string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := unix.Rmdir(p)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("remove leftover cgroup %s: %w", p, err)
+		}
+		procs, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		for _, f := range strings.Fields(string(procs)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -49,13 +49,15 @@ func boundedCaps(caps []string) []string {
 	return out
 }
 
-// Docker's masked and read-only paths: kernel interfaces that leak host
-// information or allow host changes.
+// The masked and read-only paths of Docker and of containerd's default spec,
+// which BuildKit v0.33 uses (containerd v2.3 pkg/oci): kernel interfaces that
+// leak host information or allow host changes. containerMaskedPaths adds the
+// per-CPU thermal_throttle dirs containerd masks too.
 var (
 	maskedPaths = []string{
-		"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-		"/sys/firmware", "/sys/devices/virtual/powercap",
+		"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/sys/firmware", "/sys/devices/virtual/powercap", "/proc/scsi",
 	}
 	readonlyPaths = []string{
 		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
@@ -157,6 +159,11 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: resolv, Options: []string{"rbind", "ro"}})
 
 	for _, m := range spec.Mounts {
+		if !spec.Insecure {
+			if err := checkMountTarget(spec.Rootfs, m); err != nil {
+				return nil, err
+			}
+		}
 		s.Mounts = append(s.Mounts, userMount(m))
 	}
 
@@ -175,13 +182,48 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 			allowDev(5, 0), allowDev(5, 2),
 			{Allow: true, Type: "c", Major: ptr(int64(136)), Minor: &anyMinor, Access: "rwm"},
 		}
-		s.Linux.MaskedPaths = maskedPaths
+		s.Linux.MaskedPaths = containerMaskedPaths()
 		s.Linux.ReadonlyPaths = readonlyPaths
+		// --security=insecure runs without a profile, as in BuildKit.
+		if s.Linux.Seccomp, err = defaultSeccomp(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// checkMountTarget refuses a bind mount that would lay content the build
+// controls over the root, /dev itself, /dev/null, /proc or /sys. runc masks
+// paths by bind-mounting the container's /dev/null and, before 1.2.8/1.3.3,
+// follows it if it is a symlink (CVE-2025-31133), so a step that supplies its
+// own /dev/null could unmask, or make writable, any procfs file; procfs and
+// sysfs are where runc writes during setup (CVE-2025-52881). Below /dev
+// (heredocs at /dev/pipes, say) a mount cannot replace /dev/null. The target
+// is resolved in the rootfs as runc resolves it, so a symlink does not get
+// past. tmpfs mounts start empty and runc creates device nodes after all
+// mounts, so they stay allowed.
+func checkMountTarget(rootfs string, m Mount) error {
+	if m.Type == "tmpfs" {
+		return nil
+	}
+	resolved, err := resolveInRoot(rootfs, m.Target)
+	if err != nil {
+		return fmt.Errorf("check mount target %s: %w", m.Target, err)
+	}
+	rel, err := filepath.Rel(rootfs, resolved)
+	if err != nil {
+		return fmt.Errorf("check mount target %s: %w", m.Target, err)
+	}
+	rel = filepath.ToSlash(rel)
+	top, _, _ := strings.Cut(rel, "/")
+	if rel == "." || rel == "dev" || rel == "dev/null" || top == "proc" || top == "sys" {
+		where := "/" + strings.TrimPrefix(rel, ".")
+		return fmt.Errorf("mount target %s (%s in the container) is not allowed: mounts over /, /dev, /dev/null, /proc and /sys would let a RUN step replace what the runtime masks; use --security=insecure for that", m.Target, where)
+	}
+	return nil
+}
 
 func userMount(m Mount) specs.Mount {
 	switch m.Type {

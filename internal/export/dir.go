@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -31,6 +32,12 @@ func WriteOCIDir(dir string, img *image.Image, bs BlobOpener, tags []string) err
 func writeOCIDir(dir string, img *image.Image, bs BlobOpener, names []imageName) error {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
 		return err
+	}
+	// A write of this layout killed earlier may have left partial blobs or index files.
+	for _, d := range []string{dir, filepath.Join(dir, "blobs", "sha256")} {
+		if _, err := SweepPartials(d, ""); err != nil {
+			return err
+		}
 	}
 	// Blobs first and index.json last: a reader of the layout never sees an entry whose blobs are
 	// not there yet.
@@ -98,40 +105,24 @@ func placeBlob(dir string, desc ocispec.Descriptor, bs BlobOpener) error {
 		return nil // content-addressed: same name and size is the same blob
 	}
 	if src := bs.Path(desc.Digest); src != "" {
-		// Link under a temp name and rename, so a half-written copy from an earlier crash is
-		// replaced rather than kept.
-		tmp := fmt.Sprintf("%s.link-%d", dst, os.Getpid())
-		os.Remove(tmp)
+		// Link under a partial name and rename, so a half-written copy from an earlier crash is
+		// replaced rather than kept, and a link a kill strands is swept like any partial.
+		tmp := filepath.Join(filepath.Dir(dst), partialName(filepath.Base(dst)))
 		if err := os.Link(src, tmp); err == nil {
-			if err := os.Rename(tmp, dst); err != nil {
-				os.Remove(tmp)
-				return fmt.Errorf("place blob %s: %w", desc.Digest, err)
+			if err := os.Rename(tmp, dst); err == nil {
+				return nil
 			}
-			return nil
+			os.Remove(tmp)
 		}
-		// Cross-device or a filesystem without hardlinks: fall back to copying.
+		// Cross-device, a filesystem without hardlinks, or a concurrent writer of this layout
+		// swept our link: fall back to copying.
 	}
 	rc, err := bs.Open(desc.Digest)
 	if err != nil {
 		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".blob-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := copyVerified(tmp, rc, desc); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return writeSwept(dst, 0o644, func(w io.Writer) error { return copyVerified(w, rc, desc) })
 }
 
 func placeBytes(dst string, b []byte) error {
@@ -142,24 +133,8 @@ func placeBytes(dst string, b []byte) error {
 }
 
 func atomicWrite(dst string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
-	if err != nil {
+	return writeSwept(dst, 0o644, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	})
 }
