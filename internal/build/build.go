@@ -107,6 +107,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	fetcher := &remotecache.Fetcher{Registry: reg, Store: st}
 	resolver := &solver.Resolver{Store: st, Registry: reg, Progress: rec, Pull: o.Pull}
 
+	// The cache manifests are read while the Dockerfile is parsed and its base images resolved:
+	// both are a few registry round trips, and neither needs the other.
+	var imported chan struct{}
+	var importedIndex *remotecache.Index
+	if len(o.CacheFrom) > 0 && !o.NoCache {
+		imported = make(chan struct{})
+		go func() {
+			defer close(imported)
+			v := rec.Start("importing cache manifest from " + specNames(o.CacheFrom))
+			var warnings []string
+			importedIndex, warnings = remotecache.Import(ctx, o.CacheFrom, fetcher)
+			for _, w := range warnings {
+				o.Warn(w)
+			}
+			v.Status("%d records", importedIndex.Len())
+			v.Done()
+		}()
+	}
+
 	dfName := filepath.Base(o.DockerfilePath)
 	v := rec.Start("[internal] load build definition from " + dfName)
 	b, err := dockerfile.Parse(ctx, dockerfile.Options{
@@ -114,21 +133,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		Platform: o.Platform, Labels: o.Labels, NamedContexts: named, Resolver: resolver,
 	})
 	if err != nil {
+		if imported != nil {
+			<-imported
+		}
 		v.Fail(err)
 		return nil, err
 	}
 	v.Done()
 
 	var remote *remotecache.Index
-	if len(o.CacheFrom) > 0 && !o.NoCache {
-		v := rec.Start("importing cache manifest from " + specNames(o.CacheFrom))
-		var warnings []string
-		remote, warnings = remotecache.Import(ctx, o.CacheFrom, fetcher)
-		for _, w := range warnings {
-			o.Warn(w)
-		}
-		v.Status("%d records", remote.Len())
-		v.Done()
+	if imported != nil {
+		<-imported
+		remote = importedIndex
 	}
 	mounts := remotecache.NewMountSet(st, remote, fetcher)
 	defer mounts.Release()
@@ -151,6 +167,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if remote != nil {
 		sopts.Remote = remote
 	}
+	// Uploads that start during the build stop with it if it fails.
+	upCtx, stopUploads := context.WithCancel(ctx)
+	defer reg.Wait()
+	defer stopUploads()
+	if pp := newPrepush(upCtx, reg, st, b, o.Outputs, o.Tags, o.CacheTo); pp != nil {
+		sopts.StepDone = pp.stepDone
+	}
 	res, err := solver.Solve(ctx, b, sopts)
 	if sc != nil {
 		if err := sc.Save(scPath); err != nil {
@@ -168,27 +191,29 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}
-	if err := exportAll(ctx, rec, st, reg, fetcher, img, res.Layers, o.Outputs, o.Tags); err != nil {
-		return nil, err
-	}
-	for _, sp := range o.CacheTo {
-		if sp.Type == "inline" {
-			continue
-		}
-		v := rec.Start(fmt.Sprintf("exporting cache to %s (mode=%s)", sp, sp.Mode))
-		err := remotecache.Export(ctx, sp, append(entries(b, res.Steps, sp.Mode), remotecache.SelectionEntries(res.Selections)...), mounts, fetcher, o.Warn, nil)
-		if err != nil {
-			err = fmt.Errorf("--cache-to %s: %w", sp, err)
-			if sp.IgnoreError {
-				v.Status("failed, ignored (ignore-error=true)")
-				v.Done()
-				o.Warn(err.Error())
+	// The image and the caches go out at the same time: they share most blobs, and each blob is
+	// sent (or found present) once for both. Caches go out one after the other: they share the
+	// cache-mount set.
+	var cacheErr error
+	cacheDone := make(chan struct{})
+	go func() {
+		defer close(cacheDone)
+		for _, sp := range o.CacheTo {
+			if sp.Type == "inline" {
 				continue
 			}
-			v.Fail(err)
-			return nil, err
+			if cacheErr = exportCache(ctx, rec, sp, append(entries(b, res.Steps, sp.Mode), remotecache.SelectionEntries(res.Selections)...), mounts, fetcher, o.Warn); cacheErr != nil {
+				return
+			}
 		}
-		v.Done()
+	}()
+	err = exportAll(ctx, rec, st, reg, fetcher, img, res.Layers, o.Outputs, o.Tags)
+	<-cacheDone
+	if err != nil {
+		return nil, err
+	}
+	if cacheErr != nil {
+		return nil, cacheErr
 	}
 	out := &Result{Image: img, Steps: res.Steps, Registry: reg.Stats()}
 	if t := out.Registry; t.Pulled+t.Pushed > 0 || len(o.CacheFrom)+len(o.CacheTo) > 0 {
@@ -260,6 +285,25 @@ func entries(b *graph.Build, steps []solver.StepResult, mode string) []remotecac
 		out = append(out, remotecache.Entry{Record: *s.Record, Layer: s.Layer, Position: s.Position, Inputs: s.Inputs})
 	}
 	return out
+}
+
+// exportCache writes one --cache-to; a failure is a warning with ignore-error=true.
+func exportCache(ctx context.Context, rec *progress.Recorder, sp remotecache.Spec, es []remotecache.Entry, mounts *remotecache.MountSet, f *remotecache.Fetcher, warn func(string)) error {
+	v := rec.Start(fmt.Sprintf("exporting cache to %s (mode=%s)", sp, sp.Mode))
+	err := remotecache.Export(ctx, sp, es, mounts, f, warn, nil)
+	if err == nil {
+		v.Done()
+		return nil
+	}
+	err = fmt.Errorf("--cache-to %s: %w", sp, err)
+	if sp.IgnoreError {
+		v.Status("failed, ignored (ignore-error=true)")
+		v.Done()
+		warn(err.Error())
+		return nil
+	}
+	v.Fail(err)
+	return err
 }
 
 // writeResultFiles writes --iidfile and --metadata-file.

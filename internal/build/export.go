@@ -24,12 +24,10 @@ func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg
 	remoteOf := map[digest.Digest]string{}
 	var local []store.Layer
 	for _, l := range layers {
-		if l.Remote != "" && !st.Has(l.Digest) {
-			if remotecache.IsRepository(l.Remote) {
-				remoteOf[l.Digest] = l.Remote
-			} else {
-				local = append(local, l)
-			}
+		if remotecache.IsRepository(l.Remote) {
+			remoteOf[l.Digest] = l.Remote // mounted from there, even when the store has the bytes
+		} else if l.Remote != "" && !st.Has(l.Digest) {
+			local = append(local, l)
 		}
 	}
 	// fetchAll brings lazy layers in for outputs that need every byte.

@@ -208,24 +208,11 @@ func (c *Client) uploadBlobs(ctx context.Context, p *pusher, repo name.Repositor
 			continue
 		}
 		seen[b.Digest] = true
-		l, err := c.pushLayer(ctx, b, bs, progress)
-		if err != nil {
-			return err
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			defer func() { <-sem }()
-			err := c.retry(ctx, func() error {
-				return p.do(func(rp *remote.Pusher) error { return rp.Upload(ctx, repo, l) })
-			})
-			if err != nil {
-				cancel(fmt.Errorf("blob %s: %w", b.Digest, err))
+			if err := c.ensureUploaded(ctx, p, repo, b, bs, progress, sem); err != nil {
+				cancel(err)
 			}
 		}()
 	}
@@ -240,7 +227,7 @@ func (c *Client) pushLayer(ctx context.Context, b Blob, bs BlobStore, progress P
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", b.Digest, err)
 	}
-	if bs.Has(b.Digest) || b.Remote == "" {
+	if b.Remote == "" {
 		if !bs.Has(b.Digest) {
 			return nil, fmt.Errorf("blob %s is not in the store", b.Digest)
 		}
@@ -251,6 +238,15 @@ func (c *Client) pushLayer(ctx context.Context, b Blob, bs BlobStore, progress P
 		return nil, err
 	}
 	srcRef := src.Digest(b.Digest.String())
+	if bs.Has(b.Digest) {
+		// Mounted from where it lives when the registry is the same (a base layer pulled for a
+		// RUN is not sent again), sent from the store otherwise.
+		l, err := partial.CompressedToLayer(&blobLayer{desc: b.Descriptor, hash: h, open: func() (io.ReadCloser, error) { return bs.Open(b.Digest) }, c: c, progress: progress})
+		if err != nil {
+			return nil, err
+		}
+		return &remote.MountableLayer{Layer: l, Reference: srcRef}, nil
+	}
 	open := func() (io.ReadCloser, error) {
 		rl, err := remote.Layer(srcRef, c.remoteOptions(ctx)...)
 		if err != nil {

@@ -89,6 +89,8 @@ type Client struct {
 	transport     http.RoundTripper
 
 	count counters
+	ups   uploads
+	bg    sync.WaitGroup // background uploads (Preupload)
 }
 
 // concurrentBlobs is how many blobs a pull moves at once; registries and CDNs serve a handful of
@@ -166,14 +168,14 @@ func (c *Client) Pull(ctx context.Context, ref string, bs BlobStore, progress Pr
 
 // Push uploads the image's blobs that each destination lacks, then puts the manifest under every
 // ref. Refs may name different repositories or registries; blobs are checked per repository.
-// remoteOf, when not nil, names the repository of a blob the store does not hold (a lazily pulled
-// or cache-imported layer): it is mounted from there, or streamed through, never fetched into the
-// store.
+// remoteOf, when not nil, names the repository a layer lives in (a base layer, a cache-imported
+// layer): it is mounted from there when the registry is the same, and otherwise sent from the
+// store or, when the store does not hold it, streamed through, never fetched into the store.
 func (c *Client) Push(ctx context.Context, img *image.Image, bs BlobStore, refs []string, remoteOf func(digest.Digest) string, progress Progress) error {
 	blobs := []Blob{{Descriptor: img.Config}}
 	for _, l := range img.Layers {
 		b := Blob{Descriptor: l}
-		if remoteOf != nil && !bs.Has(l.Digest) {
+		if remoteOf != nil {
 			b.Remote = remoteOf(l.Digest)
 		}
 		blobs = append(blobs, b)

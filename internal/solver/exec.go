@@ -13,8 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/executor"
@@ -36,19 +39,36 @@ type workspace struct {
 // overlayfs refuses a lowerdir that appears twice (ELOOP), so only the topmost occurrence is kept.
 // That is the same filesystem: a layer stacked again over X and itself shows exactly its own
 // entries above X, which its lower copy could only repeat.
+// Missing snapshots are prepared in parallel: on a fresh runner every layer under the first step
+// that runs is fetched and unpacked here, and one at a time would add their latencies.
 func (s *solver) lowers(f fsState) ([]string, error) {
-	var lowers []string
-	seen := map[string]bool{}
-	for i := len(f.layers) - 1; i >= 0; i-- {
-		p, err := s.ensureSnapshot(f.layers[i])
+	paths := make([]string, len(f.layers))
+	errs := make([]error, len(f.layers))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i, l := range f.layers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			paths[i], errs[i] = s.ensureSnapshot(l)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		if seen[p] {
+	}
+	var lowers []string
+	seen := map[string]bool{}
+	for i := len(paths) - 1; i >= 0; i-- {
+		if seen[paths[i]] {
 			continue
 		}
-		seen[p] = true
-		lowers = append(lowers, p)
+		seen[paths[i]] = true
+		lowers = append(lowers, paths[i])
 	}
 	return lowers, nil
 }
@@ -121,8 +141,42 @@ func (s *solver) mountRO(f fsState) (string, func(), error) {
 	return target, func() { snapshot.Unmount(target); os.RemoveAll(dir) }, nil
 }
 
-// ensureSnapshot unpacks a layer blob once; every later build shares the directory.
+// snapshotCall is one layer being unpacked; stages that need it meanwhile wait for it.
+type snapshotCall struct {
+	done chan struct{}
+	path string
+	err  error
+}
+
+// ensureSnapshot unpacks a layer blob once; every later build shares the directory. Parallel
+// stages that share a base ask for the same layers at the same moment: one fetches and unpacks,
+// the others wait, so the bytes are pulled once.
 func (s *solver) ensureSnapshot(l store.Layer) (string, error) {
+	st := s.opts.Store
+	if st.HasSnapshot(l.DiffID) {
+		return st.SnapshotPath(l.DiffID), nil
+	}
+	s.snapMu.Lock()
+	if c, ok := s.snapCalls[l.DiffID]; ok {
+		s.snapMu.Unlock()
+		<-c.done
+		return c.path, c.err
+	}
+	c := &snapshotCall{done: make(chan struct{})}
+	if s.snapCalls == nil {
+		s.snapCalls = map[digest.Digest]*snapshotCall{}
+	}
+	s.snapCalls[l.DiffID] = c
+	s.snapMu.Unlock()
+	c.path, c.err = s.unpackSnapshot(l)
+	s.snapMu.Lock()
+	delete(s.snapCalls, l.DiffID)
+	s.snapMu.Unlock()
+	close(c.done)
+	return c.path, c.err
+}
+
+func (s *solver) unpackSnapshot(l store.Layer) (string, error) {
 	st := s.opts.Store
 	p := st.SnapshotPath(l.DiffID)
 	if st.HasSnapshot(l.DiffID) {

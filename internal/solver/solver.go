@@ -51,6 +51,9 @@ type Options struct {
 	// CacheMount, when set, returns the directory behind RUN --mount=type=cache,id=ID (the
 	// store's shared directory otherwise); the build flow uses it to seed mounts from a cache.
 	CacheMount func(ctx context.Context, id string) (string, error)
+	// StepDone, when set, is told each step's result as soon as it is known (from any stage's
+	// goroutine): the build flow starts uploading layers while later steps still run.
+	StepDone func(StepResult)
 
 	// Position prefixes step positions in the miss-reason history (Dockerfile path + target), so
 	// a miss is explained against the last build of the same Dockerfile.
@@ -137,6 +140,8 @@ type solver struct {
 	// selections are the memos used or written (under mu).
 	selections map[string]store.SelectionMemo
 	ctx        context.Context // the solve's context, for lazy fetches deep in mount setup
+	snapMu     sync.Mutex
+	snapCalls  map[digest.Digest]*snapshotCall // layers being unpacked (under snapMu)
 }
 
 // Solve builds b.Target and returns its image, stored in the store (not tagged).
@@ -224,6 +229,9 @@ func (s *solver) record(r StepResult) {
 	s.mu.Lock()
 	s.results = append(s.results, r)
 	s.mu.Unlock()
+	if s.opts.StepDone != nil {
+		s.opts.StepDone(r)
+	}
 }
 
 // StepError ties a failure to its Dockerfile line.

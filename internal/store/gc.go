@@ -51,6 +51,7 @@ var usageKinds = []struct{ kind, dir string }{
 	{"cache mounts", "cachemounts"},
 	{"step history", "records"},
 	{"stat caches", "statcache"},
+	{"selection memos", "selections"},
 }
 
 // Usage sums the store by kind (apparent size of regular files; per-process scratch under tmp/

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -524,5 +525,29 @@ func TestDefaultLimit(t *testing.T) {
 	l := DefaultLimit(filepath.Join(t.TempDir(), "not", "yet"))
 	if l <= 0 || l > MaxDefaultLimit {
 		t.Fatalf("default limit %d", l)
+	}
+}
+
+// Selection memos count in `strata du` and in the total GC compares with its limit.
+func TestUsageCountsSelectionMemos(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(false)
+	before := total(t, s)
+	m := SelectionMemo{KeyDigest: digest.FromString("k").String(), Digest: digest.FromString("d"), Files: 1, Summary: map[string]string{"a": strings.Repeat("x", 5000)}}
+	if err := s.PutSelection(strings.Repeat("a", 64), m); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, e := range u {
+		if e.Kind == "selection memos" {
+			found = e.Count == 1 && e.Size > 5000
+		}
+	}
+	if !found || total(t, s) < before+5000 {
+		t.Errorf("usage %+v: want one selection memo of more than 5000 bytes counted", u)
 	}
 }

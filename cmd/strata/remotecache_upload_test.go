@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Layers go to the registry while the build still runs: the 1 MiB COPY layer is uploaded during
+// the RUN that follows it, not after the last step. The image push and the cache export to the
+// same repository share the work: every blob is uploaded once and asked about (HEAD) at most once.
+func TestUploadsDuringBuild(t *testing.T) {
+	proxy, reg := cacheProxy(t)
+	e := newEnv(t)
+	ctx := e.project("eager", map[string]string{
+		"Dockerfile": "FROM " + reg + "/busybox:latest\n" +
+			"COPY big.bin /big.bin\n" +
+			"RUN sleep 3 && echo done > /done\n",
+		"big.bin": bigFile(t, 1<<20),
+	})
+	proxy.Reset()
+	cmd := exec.Command(strataBin, "--root", e.root, "build", "--progress=plain",
+		"--cache-to", "type=registry,ref="+reg+"/eager:cache,mode=max", "--push", "-t", reg+"/eager:1", ctx)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Only the COPY layer is that big. Seen uploaded before the build prints its push, it went
+	// up during the RUN's three seconds.
+	var sentDuringBuild bool
+	var err error
+wait:
+	for {
+		select {
+		case err = <-exited:
+			break wait
+		case <-time.After(50 * time.Millisecond):
+			if !sentDuringBuild && proxy.Stats().BlobBytesUp >= 1<<20 {
+				sentDuringBuild = !strings.Contains(out.String(), "pushing [")
+			}
+		}
+	}
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out.String())
+	}
+	if !sentDuringBuild {
+		t.Errorf("the COPY layer was not uploaded while the RUN after it was running\n%s", out.String())
+	}
+	s := proxy.Stats()
+	// New blobs: the COPY layer, the RUN layer, the image config, the cache config; the base
+	// layer is mounted from busybox's repository.
+	if s.BlobUploads != 4 {
+		t.Errorf("%d upload sessions carried bytes, want 4 (each new blob once)\n%+v", s.BlobUploads, s)
+	}
+	if s.BlobBytesUp < 1<<20 || s.BlobBytesUp > 1<<20+64<<10 {
+		t.Errorf("%d bytes uploaded, want the 1 MiB layer once plus small blobs", s.BlobBytesUp)
+	}
+	// Layers: base, COPY, RUN; configs: image and cache. Each HEADed at most once.
+	if s.BlobHeads > 5 {
+		t.Errorf("%d blob HEAD requests for 5 distinct blobs: the image push and the cache export should share what they learned\n%+v", s.BlobHeads, s)
+	}
+}
+
+// Stages that start from the same lazily held base and run at the same time fetch its layer once.
+func TestParallelStagesFetchBaseOnce(t *testing.T) {
+	proxy, reg := cacheProxy(t)
+	e := newEnv(t)
+	ctx := e.project("twostage", map[string]string{
+		"Dockerfile": "FROM " + reg + "/busybox:latest AS a\nRUN echo a > /a\n" +
+			"FROM " + reg + "/busybox:latest AS b\nRUN echo b > /b\n" +
+			"FROM " + reg + "/busybox:latest\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+	})
+	proxy.Reset()
+	r := e.build(ctx)
+	s := proxy.Stats()
+	// busybox's one layer is about 1 MiB; its manifest and config are small.
+	if s.BlobBytesDown < 512<<10 || s.BlobBytesDown > 1<<20+256<<10 {
+		t.Errorf("%d bytes of blobs pulled, want busybox's layer once\n%+v\n%s", s.BlobBytesDown, s, r.out)
+	}
+}
