@@ -25,7 +25,6 @@ require (
 )
 
 require (
-	github.com/cyphar/filepath-securejoin v0.7.0
 	github.com/distribution/reference v0.6.0
 	github.com/google/go-containerregistry v0.21.7
 	github.com/klauspost/compress v1.20.3

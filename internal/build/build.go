@@ -140,6 +140,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	v.Done()
+	for _, w := range b.Warnings {
+		o.Warn(w)
+	}
 
 	var remote *remotecache.Index
 	if imported != nil {

@@ -27,12 +27,15 @@ type Owner struct{ UID, GID int }
 
 // Options are the COPY/ADD flags that change what gets written.
 type Options struct {
-	Chown       *Owner       // nil = keep source owner for stage sources; 0:0 for context sources
-	Chmod       *fs.FileMode // files and dirs copied (BuildKit --chmod); setuid etc. as fs.ModeSetuid bits
-	Parents     bool         // COPY --parents
-	Workdir     string       // for a relative dest
-	Unpack      bool         // ADD: extract local tar archives (detected by content)
-	FromContext bool         // source is a context dir: owner defaults to 0:0
+	Chown       *Owner // nil = keep source owner for stage sources; 0:0 for context sources
+	Chmod       *Chmod // files and dirs copied (BuildKit --chmod), octal or symbolic
+	Parents     bool   // COPY --parents
+	Workdir     string // for a relative dest
+	Unpack      bool   // ADD: extract local tar archives (detected by content)
+	FromContext bool   // source is a context dir: owner defaults to 0:0
+	// FileMode is the mode WriteFile gives before Chmod applies: 0 means 0644 (a heredoc);
+	// ADD of a URL writes 0600, as BuildKit's HTTP source does.
+	FileMode fs.FileMode
 	// Timestamp is the mtime given to directories the copy has to create and to heredoc files;
 	// nil means now, as BuildKit does. The solver sets it for reproducible layers.
 	Timestamp *time.Time
@@ -237,7 +240,7 @@ func (c *copier) put(f contenthash.File, target string) error {
 	uid, gid := c.owner(f)
 	mode := f.Mode
 	if c.opts.Chmod != nil {
-		mode = f.Mode.Type() | *c.opts.Chmod
+		mode = c.opts.Chmod.Apply(f.Mode)
 	}
 
 	if f.Mode.IsDir() {
@@ -530,8 +533,27 @@ func (c *copier) mknod(parent, name string, m fs.FileMode, dev uint64) error {
 	return nil
 }
 
+// Mkdir creates directory dir (absolute, or relative to opts.Workdir) and any missing parents for
+// WORKDIR, resolving symlinks as the container would. Directories it creates get 0755, the owner
+// opts.Chown (root when nil) and opts.Timestamp; directories that exist are left as they are,
+// times included, like BuildKit's mkdir with parents (fsutil MkdirAll; testWorkdirUser and
+// testWorkdirExists in BuildKit's dockerfile_workdir_test.go).
+func Mkdir(destRoot, dir string, opts Options) error {
+	c, err := newCopier(destRoot, opts)
+	if err != nil {
+		return err
+	}
+	defer c.root.Close()
+	p, _ := normDest(dir, opts.Workdir)
+	if _, err := c.dir(".", p); err != nil {
+		return fmt.Errorf("create directory %q: %w", dir, err)
+	}
+	return c.finish()
+}
+
 // WriteFile writes a heredoc file (COPY <<EOF /dst). dest is the file's full path; the caller
-// joins the heredoc name when the COPY destination is a directory. Mode is 0644 unless Chmod.
+// joins the heredoc name when the COPY destination is a directory. Mode is FileMode (0644), edited
+// by Chmod.
 func WriteFile(destRoot, dest string, data []byte, opts Options) error {
 	c, err := newCopier(destRoot, opts)
 	if err != nil {
@@ -567,8 +589,11 @@ func WriteFile(destRoot, dest string, data []byte, opts Options) error {
 		return fmt.Errorf("write heredoc %q: %w", full, err)
 	}
 	mode := fs.FileMode(0o644)
+	if opts.FileMode != 0 {
+		mode = opts.FileMode
+	}
 	if opts.Chmod != nil {
-		mode = *opts.Chmod
+		mode = opts.Chmod.Apply(mode)
 	}
 	uid, gid := c.defaultOwner()
 	if err := c.meta(full, mode, uid, gid); err != nil {

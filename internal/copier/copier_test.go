@@ -152,8 +152,7 @@ func TestChmodChown(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	tree(t, src, ctx)
 	os.Lchown(filepath.Join(src, "a.txt"), 1234, 1234)
-	mode := fs.FileMode(0o600)
-	mustCopy(t, src, []string{"app"}, dst, "/x/", Options{FromContext: true, Chmod: &mode, Chown: &Owner{UID: 1000, GID: 2000}})
+	mustCopy(t, src, []string{"app"}, dst, "/x/", Options{FromContext: true, Chmod: OctalChmod(0o600), Chown: &Owner{UID: 1000, GID: 2000}})
 	for _, p := range []string{"x/main.js", "x/lib"} {
 		fi, err := os.Lstat(filepath.Join(dst, p))
 		if err != nil {
@@ -322,5 +321,65 @@ func TestWriteFile(t *testing.T) {
 	}
 	if err := WriteFile(dst, "/dir/", nil, Options{}); err == nil {
 		t.Error("directory dest accepted")
+	}
+}
+
+func TestChmodSymbolicCopy(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, ctx)
+	os.Chmod(filepath.Join(src, "app/main.js"), 0o640)
+	os.Chmod(filepath.Join(src, "app/lib"), 0o700)
+	m, err := ParseChmod("a+X,go-w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCopy(t, src, []string{"app"}, dst, "/x/", Options{FromContext: true, Chmod: m})
+	want := map[string]fs.FileMode{"x/main.js": 0o644 &^ 0o004, "x/lib": fs.ModeDir | 0o711}
+	for p, w := range want {
+		fi, err := os.Lstat(filepath.Join(dst, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != w {
+			t.Errorf("%s: %v, want %v", p, fi.Mode(), w)
+		}
+	}
+	// A heredoc starts from 0644 and a URL download from 0600 before the edit.
+	if err := WriteFile(dst, "/h", []byte("x"), Options{Chmod: m}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(dst, "/u", []byte("x"), Options{Chmod: m, FileMode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	for p, w := range map[string]fs.FileMode{"h": 0o644, "u": 0o600} {
+		if fi, _ := os.Lstat(filepath.Join(dst, p)); fi.Mode() != w {
+			t.Errorf("%s: %v, want %v", p, fi.Mode(), w)
+		}
+	}
+}
+
+func TestMkdirOwner(t *testing.T) {
+	dst := t.TempDir()
+	os.MkdirAll(filepath.Join(dst, "a"), 0o700)
+	os.Lchown(filepath.Join(dst, "a"), 7, 7)
+	os.Symlink("/a", filepath.Join(dst, "link"))
+	if err := Mkdir(dst, "/link/b/c", Options{Chown: &Owner{UID: 1000, GID: 1001}}); err != nil {
+		t.Fatal(err)
+	}
+	for p, w := range map[string][3]uint32{"a": {7, 7, 0o700}, "a/b": {1000, 1001, 0o755}, "a/b/c": {1000, 1001, 0o755}} {
+		st := stat(t, filepath.Join(dst, p))
+		if st.Uid != w[0] || st.Gid != w[1] || st.Mode&0o7777 != w[2] {
+			t.Errorf("%s: %d:%d %o, want %d:%d %o", p, st.Uid, st.Gid, st.Mode&0o7777, w[0], w[1], w[2])
+		}
+	}
+	if err := Mkdir(dst, "rel", Options{Workdir: "/a/b"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := stat(t, filepath.Join(dst, "a/b/rel")); st.Uid != 0 {
+		t.Errorf("root-owned workdir: uid %d", st.Uid)
+	}
+	os.WriteFile(filepath.Join(dst, "file"), nil, 0o644)
+	if err := Mkdir(dst, "/file/x", Options{}); err == nil {
+		t.Error("Mkdir through a file succeeded")
 	}
 }

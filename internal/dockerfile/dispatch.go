@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -11,6 +12,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
+	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/graph"
 )
 
@@ -542,7 +544,7 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 	}
 	op := &graph.CopyOp{
 		Dest:     a.sd.DestPath,
-		Chown:    a.chown,
+		Chown:    canonicalChown(a.chown),
 		Chmod:    a.chmod,
 		Link:     a.link,
 		Parents:  a.parents,
@@ -551,7 +553,7 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 		KeepGit:  a.keepGit,
 	}
 	if a.chmod != "" {
-		if err := validChmod(a.chmod); err != nil {
+		if _, err := copier.ParseChmod(a.chmod); err != nil {
 			return err
 		}
 	}
@@ -628,4 +630,14 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 // isDirDest is Docker's test for a destination that can take several sources.
 func isDirDest(dest string) bool {
 	return strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
+}
+
+// canonicalChown spells a lone numeric --chown user as "uid:uid", which is what BuildKit makes of
+// it (the group defaults to the same number, see users.Owner). The spelling is part of the step's
+// cache key, so layers stored when strata gave such a COPY group 0 are never reused for it.
+func canonicalChown(chown string) string {
+	if n, err := strconv.ParseInt(chown, 10, 32); err == nil && n >= 0 {
+		return chown + ":" + chown
+	}
+	return chown
 }

@@ -71,6 +71,7 @@ type builder struct {
 	byName   map[string]*stageState
 	images   map[string]resolvedImage
 	metaArgs []instructions.ArgCommand
+	warnings []string
 }
 
 type resolvedImage struct {
@@ -86,6 +87,7 @@ type stageState struct {
 	name     string
 	line     int
 	baseName string      // FROM argument after ARG expansion
+	foreign  string      // FROM --platform value naming a platform strata cannot build
 	base     *stageState // FROM <earlier stage>
 	platform ocispec.Platform
 	// named is set when a --build-context replaces the whole stage (matching its AS name).
@@ -184,6 +186,11 @@ func (b *builder) errorf(line int, format string, args ...any) error {
 	return &Error{File: b.file, Line: line, Msg: fmt.Sprintf(format, args...)}
 }
 
+// warnf records a warning about a Dockerfile line, worded like BuildKit's lint warnings.
+func (b *builder) warnf(line int, format string, args ...any) {
+	b.warnings = append(b.warnings, fmt.Sprintf("%s:%d: %s", b.file, line, fmt.Sprintf(format, args...)))
+}
+
 func proxyEnv(args map[string]string) []string {
 	var out []string
 	for k, v := range args {
@@ -228,7 +235,7 @@ func (b *builder) run() (*graph.Build, error) {
 		return nil, err
 	}
 	reach := reachable(target)
-	build := &graph.Build{Platform: b.platform}
+	build := &graph.Build{Platform: b.platform, Warnings: b.warnings}
 	for _, s := range b.stages {
 		if !reach[s] {
 			continue
@@ -320,12 +327,17 @@ func (b *builder) initStages() error {
 				return b.errorf(s.line, "failed to parse platform %s: %v", v, err)
 			}
 			if !samePlatform(p, b.platform) {
-				return b.errorf(s.line, "FROM --platform=%s: only %s is supported", pv, formatPlatform(b.platform))
+				// Refused only if the target needs the stage (resolveBase): BuildKit never
+				// builds a stage the target does not reach, whatever its platform.
+				s.foreign = pv
 			}
 		}
 		if s.name != "" {
 			if prev, ok := b.byName[s.name]; ok {
-				return b.errorf(s.line, "duplicate stage name %q (first defined on line %d)", s.name, prev.line)
+				// BuildKit only warns (lint rule DuplicateStageName, testDuplicateStageName in
+				// dockerfile_check_test.go): a later FROM sees the latest stage defined before
+				// it, and --target, COPY --from and --mount from= see the last one in the file.
+				b.warnf(s.line, "DuplicateStageName: Duplicate stage name %q, stage names should be unique (first defined on line %d)", s.name, prev.line)
 			}
 			ref, ok, err := b.namedContext(s.name)
 			if err != nil {
@@ -666,6 +678,9 @@ func unwrapLocation(err error) error {
 }
 
 func (b *builder) resolveBase(s *stageState) error {
+	if s.foreign != "" {
+		return b.errorf(s.line, "FROM --platform=%s: only %s is supported", s.foreign, formatPlatform(b.platform))
+	}
 	var ref extRef
 	switch {
 	case s.named != nil:

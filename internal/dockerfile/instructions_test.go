@@ -155,7 +155,6 @@ func TestErrors(t *testing.T) {
 		{"self", "FROM alpine AS a\nCOPY --from=a /x /x\n", 2, "circular dependency"},
 		{"bad platform", "FROM --platform=linux/arm64 alpine\n", 1, "only linux/amd64 is supported"},
 		{"multi src", "FROM alpine\n\nCOPY a b dest\n", 3, "When using COPY with more than one source file, the destination must be a directory and end with a /"},
-		{"dup stage", "FROM alpine AS a\nFROM alpine AS A\n", 2, `duplicate stage name "a"`},
 		{"bad image", "FROM nosuch\n", 1, "nosuch: pull access denied"},
 		{"from var", "FROM alpine\nARG S=x\nCOPY --from=$S /a /b\n", 3, "variable expansion is not supported for --from"},
 		{"bad mount", "FROM alpine\nRUN --mount=type=nope true\n", 2, "unsupported mount type"},

@@ -178,21 +178,6 @@ func validSignal(s string) bool {
 	return signals[name] || rtSignal.MatchString(name)
 }
 
-var symbolicMode = regexp.MustCompile(`^[ugoa]*([-+=]([rwxXst]*|[ugo]))+(,[ugoa]*([-+=]([rwxXst]*|[ugo]))+)*$`)
-
-func validChmod(s string) error {
-	if p, err := strconv.ParseUint(s, 8, 32); err == nil {
-		if p > 0o7777 {
-			return fmt.Errorf("invalid chmod parameter: '%v'. it should be octal string and between 0 and 07777", s)
-		}
-		return nil
-	}
-	if _, err := strconv.Atoi(s); err == nil || !symbolicMode.MatchString(s) {
-		return fmt.Errorf("invalid chmod parameter: '%v'. it should be octal string and between 0 and 07777", s)
-	}
-	return nil
-}
-
 func isHTTPSource(src string) bool {
 	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
 }

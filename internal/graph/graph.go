@@ -15,6 +15,9 @@ type Build struct {
 	Stages   []*Stage
 	Target   *Stage
 	Platform ocispec.Platform
+	// Warnings are problems BuildKit reports without failing ("Dockerfile:3: DuplicateStageName:
+	// …"), for the build flow to show.
+	Warnings []string
 }
 
 // Stage is one FROM block.

@@ -225,7 +225,7 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	defer ws.remove()
 	switch step.Kind {
 	case graph.KindWorkdir:
-		err = mkdirAllIn(ws.merged, step.Workdir)
+		err = mkdirWorkdir(ws.merged, step)
 	case graph.KindCopy, graph.KindAdd:
 		err = s.doCopy(step, ws, in)
 	case graph.KindRun:
@@ -240,32 +240,37 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	return s.commitLayer(ws.upper)
 }
 
-// mkdirAllIn creates dir inside root, resolving symlinks as the container would.
-func mkdirAllIn(root, dir string) error {
-	p, err := securePath(root, dir)
-	if err != nil {
-		return err
+// mkdirWorkdir creates the WORKDIR inside root, resolving symlinks as the container would. Like
+// BuildKit, the directories it creates belong to the stage's USER (resolved as --chown is), and
+// directories that already exist are left alone.
+func mkdirWorkdir(root string, step *graph.Step) error {
+	var opts copier.Options
+	if step.User != "" {
+		uid, gid, err := users.Owner(root, step.User)
+		if err != nil {
+			return fmt.Errorf("WORKDIR %s: user %s: %w", step.Workdir, step.User, err)
+		}
+		opts.Chown = &copier.Owner{UID: int(uid), GID: int(gid)}
 	}
-	return os.MkdirAll(p, 0o755)
+	return copier.Mkdir(root, step.Workdir, opts)
 }
 
 func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 	c := step.Copy
 	opts := copier.Options{Parents: c.Parents, Workdir: step.Dir, Unpack: c.Unpack}
 	if c.Chown != "" {
-		id, err := users.Lookup(ws.merged, c.Chown)
+		uid, gid, err := users.Owner(ws.merged, c.Chown)
 		if err != nil {
 			return fmt.Errorf("--chown=%s: %w", c.Chown, err)
 		}
-		opts.Chown = &copier.Owner{UID: int(id.UID), GID: int(id.GID)}
+		opts.Chown = &copier.Owner{UID: int(uid), GID: int(gid)}
 	}
 	if c.Chmod != "" {
-		m, err := strconv.ParseUint(c.Chmod, 8, 32)
-		if err != nil || m > 0o7777 {
-			return fmt.Errorf("--chmod=%s: only octal modes are supported (e.g. --chmod=0755)", c.Chmod)
+		m, err := copier.ParseChmod(c.Chmod)
+		if err != nil {
+			return fmt.Errorf("--chmod=%s: %w", c.Chmod, err)
 		}
-		fm := fileModeFromUnix(uint32(m))
-		opts.Chmod = &fm
+		opts.Chmod = m
 	}
 	dest := copyDest(step)
 	for _, src := range in.srcs {
@@ -301,29 +306,12 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		}
 		o := opts
 		o.FromContext = true
+		o.FileMode = 0o600
 		if err := copier.WriteFile(ws.merged, target, data, o); err != nil {
 			return err
 		}
-		p, err := securePath(ws.merged, target)
-		if err == nil && opts.Chmod == nil {
-			os.Chmod(p, 0o600)
-		}
 	}
 	return nil
-}
-
-func fileModeFromUnix(m uint32) fs.FileMode {
-	fm := fs.FileMode(m & 0o777)
-	if m&syscall.S_ISUID != 0 {
-		fm |= fs.ModeSetuid
-	}
-	if m&syscall.S_ISGID != 0 {
-		fm |= fs.ModeSetgid
-	}
-	if m&syscall.S_ISVTX != 0 {
-		fm |= fs.ModeSticky
-	}
-	return fm
 }
 
 func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in *inputs, v *progress.Vertex) error {

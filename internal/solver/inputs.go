@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -181,6 +182,9 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 	switch step.Kind {
 	case graph.KindWorkdir:
 		in.def = map[string]any{"dir": step.Workdir}
+		if step.User != "" {
+			in.def["user"] = step.User // the directories WORKDIR creates belong to USER
+		}
 	case graph.KindCopy, graph.KindAdd:
 		c := step.Copy
 		in.def = map[string]any{
@@ -361,13 +365,13 @@ const memoVersion = 1
 
 // memoKey names a selection in a stage's or image's filesystem: the filesystem's content
 // identity (its chain of content IDs, no timestamps), the source patterns and excludes, and the
-// step options keyDigest reads (whether --chmod and --chown are set). The selection (owners
+// step options keyDigest reads (whether an octal --chmod and --chown are set). The selection (owners
 // included) is a pure function of these, so a memo can be shared between machines and never
 // goes stale.
 func memoKey(step *graph.Step, f fsState, srcs, excludes []string) string {
 	chmod, chown := false, false
 	if c := step.Copy; c != nil {
-		chmod, chown = c.Chmod != "", c.Chown != ""
+		chmod, chown = replacesMode(c.Chmod), c.Chown != ""
 	}
 	if excludes == nil {
 		excludes = []string{} // no excludes, however the frontend spelled them
@@ -605,22 +609,23 @@ func fileChanges(prev, cur map[string]string) string {
 	return fmt.Sprintf("%s (+%d files)", changed[0], len(changed)-1)
 }
 
-// keyDigest is the selection's digest as the step reads it: --chmod replaces every permission bit
-// and --chown every owner, so source modes (or owners) that the copy overwrites must not cause a
-// miss.
+// keyDigest is the selection's digest as the step reads it: an octal --chmod replaces every
+// permission bit and --chown every owner, so source modes (or owners) that the copy overwrites
+// must not cause a miss. A symbolic --chmod (u+x, a+X) starts from the source's mode, which stays.
 func keyDigest(step *graph.Step, sel *contenthash.Selection) string {
 	c := step.Copy
-	if c == nil || (c.Chmod == "" && c.Chown == "") {
+	if c == nil || (!replacesMode(c.Chmod) && c.Chown == "") {
 		return string(sel.Digest)
 	}
+	chmod := replacesMode(c.Chmod)
 	h := sha256.New()
-	fmt.Fprintf(h, "chmod=%t chown=%t\n", c.Chmod != "", c.Chown != "")
+	fmt.Fprintf(h, "chmod=%t chown=%t\n", chmod, c.Chown != "")
 	for _, m := range sel.Matches {
 		fmt.Fprintf(h, "m %q %q %t\n", m.Pattern, m.Path, m.IsDir)
 	}
 	for _, f := range sel.Files {
 		mode := f.Mode
-		if c.Chmod != "" {
+		if chmod {
 			mode = f.Mode.Type()
 		}
 		uid, gid := f.UID, f.GID
@@ -630,4 +635,14 @@ func keyDigest(step *graph.Step, sel *contenthash.Selection) string {
 		fmt.Fprintf(h, "f %q %o %d %q %s %d %d\n", f.Path, uint32(mode), f.Size, f.Link, f.Digest, uid, gid)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// replacesMode reports whether --chmod sets every permission bit whatever the source's mode was
+// (an octal mode); a symbolic one (g-w, a+X) reads the source's mode.
+func replacesMode(chmod string) bool {
+	if chmod == "" {
+		return false
+	}
+	m, err := copier.ParseChmod(chmod)
+	return err == nil && m.IsOctal()
 }

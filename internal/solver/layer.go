@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
@@ -115,13 +114,4 @@ func (p *peekReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.r.Read(b)
-}
-
-// securePath resolves p inside root as a process chrooted there would, never leaving root.
-func securePath(root, p string) (string, error) {
-	r, err := securejoin.SecureJoin(root, p)
-	if err != nil {
-		return "", fmt.Errorf("resolve %s: %w", p, err)
-	}
-	return r, nil
 }

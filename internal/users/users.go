@@ -238,3 +238,70 @@ func openInRoot(rootfs, rel string) (*os.File, error) {
 		return os.NewFile(uintptr(fd), rootfs+"/"+strings.TrimPrefix(rel, "/")), nil
 	}
 }
+
+// Owner resolves a COPY/ADD --chown value, or the USER that owns the directories WORKDIR
+// creates, the way BuildKit's file operations do (client/llb WithUser, then the solver's
+// readUser), which differs from Lookup on purpose:
+//   - a numeric user is used as is, and its group defaults to the same number ("123" is
+//     123:123), without reading /etc/passwd;
+//   - "root" is 0 even when /etc/passwd has no such entry;
+//   - a name missing from /etc/passwd (or a missing file) falls back to 0:0, and a group name
+//     missing from /etc/group keeps the gid the user part gave; neither is an error.
+//
+// BuildKit's testCopyChownCreateDest and testCopyChownExistingDir (dockerfile_copy_test.go) cover
+// the name forms.
+func Owner(rootfs, spec string) (uid, gid uint32, err error) {
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	if n, ok, err := fileOpID(userPart); err != nil {
+		return 0, 0, fmt.Errorf("invalid user %q: %w", spec, err)
+	} else if ok {
+		uid, gid = n, n
+	} else {
+		users, err := readPasswd(rootfs)
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, u := range users {
+			// The first entry with the name wins, as in moby/sys/user's ParsePasswdFilter.
+			if u.name == userPart {
+				uid, gid = u.uid, u.gid
+				break
+			}
+		}
+	}
+	if !hasGroup {
+		return uid, gid, nil
+	}
+	if n, ok, err := fileOpID(groupPart); err != nil {
+		return 0, 0, fmt.Errorf("invalid group %q: %w", spec, err)
+	} else if ok {
+		return uid, n, nil
+	}
+	groups, err := readGroup(rootfs)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, g := range groups {
+		if g.name == groupPart {
+			return uid, g.gid, nil
+		}
+	}
+	return uid, gid, nil
+}
+
+// fileOpID reports whether s is an id as BuildKit's llb parses it: "root", or a decimal number
+// that fits an int32 (larger numbers are names there). A negative number would mean "leave the
+// owner unchanged" to chown, so it is refused instead.
+func fileOpID(s string) (uint32, bool, error) {
+	if s == "root" {
+		return 0, true, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, false, nil
+	}
+	if n < 0 {
+		return 0, false, fmt.Errorf("id %s is negative", s)
+	}
+	return uint32(n), true, nil
+}

@@ -150,3 +150,48 @@ func TestLookupSymlinkStaysInRoot(t *testing.T) {
 		t.Fatalf("Lookup through in-root symlink = %+v, %v", got, err)
 	}
 }
+
+// TestOwner follows BuildKit's file-operation owner resolution (client/llb WithUser and the
+// solver's readUser), exercised by its testCopyChown, testCopyChownCreateDest and
+// testWorkdirUser.
+func TestOwner(t *testing.T) {
+	root := writeRoot(t, passwd+"svc:x:1500:1600::/:/bin/sh\nsvc:x:1501:1601::/:/bin/sh\n", group)
+	cases := []struct {
+		spec     string
+		uid, gid uint32
+	}{
+		{"123", 123, 123},             // numeric user: the group is the same number
+		{"1000", 1000, 1000},          // numeric users never read /etc/passwd
+		{"2000", 2000, 2000},          // not the passwd entry named "2000" either
+		{"app", 1000, 1000},           // a name takes its primary group
+		{"svc", 1500, 1600},           // the first entry with the name wins
+		{"root", 0, 0},                // "root" is 0 without reading /etc/passwd
+		{"nosuchuser", 0, 0},          // unknown names fall back to root
+		{"123:456", 123, 456},         // numeric group
+		{"123:staff", 123, 50},        // group by name
+		{"123:nosuchgroup", 123, 123}, // unknown group keeps the user part's gid
+		{"svc:nosuchgroup", 1500, 1600},
+		{"nosuchuser:staff", 0, 50},
+		{"svc:root", 1500, 0},
+		{":staff", 0, 50},
+		{"app:", 1000, 1000},
+		{"99999999999", 0, 0}, // too big for BuildKit's int32 parse: a name, and an unknown one
+	}
+	for _, c := range cases {
+		uid, gid, err := Owner(root, c.spec)
+		if err != nil || uid != c.uid || gid != c.gid {
+			t.Errorf("Owner(%q) = %d:%d, %v; want %d:%d", c.spec, uid, gid, err, c.uid, c.gid)
+		}
+	}
+	if _, _, err := Owner(root, "-1"); err == nil {
+		t.Error("Owner(-1) accepted a negative id")
+	}
+	// No passwd or group file (scratch): names fall back to root, numbers work.
+	empty := t.TempDir()
+	for spec, want := range map[string][2]uint32{"app": {0, 0}, "5:app": {5, 5}, "7": {7, 7}} {
+		uid, gid, err := Owner(empty, spec)
+		if err != nil || uid != want[0] || gid != want[1] {
+			t.Errorf("scratch Owner(%q) = %d:%d, %v; want %v", spec, uid, gid, err, want)
+		}
+	}
+}
