@@ -18,6 +18,7 @@ import (
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/history"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/remotecache"
@@ -53,6 +54,7 @@ type buildOpts struct {
 	gcKeepStorage string
 	cacheFrom     []string
 	cacheTo       []string
+	historyKeep   int
 }
 
 func newBuildCmd(g *globalOpts) *cobra.Command {
@@ -93,6 +95,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringArrayVar(&o.mirrors, "registry-mirror", nil, "mirror for docker.io")
 	f.StringVar(&o.contextPerms, "context-perms", "keep", "context file permissions in keys and layers: keep, or normalize (0644/0755 like git)")
 	f.StringVar(&o.gcKeepStorage, "gc-keep-storage", "", "after the build, collect least recently used cache until the store fits SIZE, or off (default: config gc-keep-storage, else min(10% of disk, 20GB))")
+	f.IntVar(&o.historyKeep, "history-keep", history.DefaultKeep, "keep the last N builds in the store's history, this one included; 0 keeps none (config file: history-keep)")
 	return cmd
 }
 
@@ -179,6 +182,13 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	if bo.BuildArgs, err = parseKVs(o.buildArgs, true, "--build-arg"); err != nil {
 		return err
 	}
+	// buildx and buildctl pass the caller's $SOURCE_DATE_EPOCH on as the build arg unless
+	// --build-arg sets it.
+	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok {
+		if _, set := bo.BuildArgs["SOURCE_DATE_EPOCH"]; !set {
+			bo.BuildArgs["SOURCE_DATE_EPOCH"] = v
+		}
+	}
 	if bo.Labels, err = parseKVs(o.labels, false, "--label"); err != nil {
 		return err
 	}
@@ -210,6 +220,9 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	}
 	gcKeep, _, err := gcLimit(o.gcKeepStorage, rootDir)
 	if err != nil {
+		return err
+	}
+	if bo.HistoryKeep, err = historyKeep(cmd, o.historyKeep); err != nil {
 		return err
 	}
 	if err := setupNamespace(); err != nil {

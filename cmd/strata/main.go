@@ -39,7 +39,8 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.root, "root", "", "store directory (default /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise; STRATA_ROOT overrides)")
-	root.AddCommand(newBuildCmd(g), newImagesCmd(g), newRmiCmd(g), newDuCmd(g), newPruneCmd(g), newStoreCmd(g), newVersionCmd())
+	root.AddCommand(newBuildCmd(g), newImagesCmd(g), newRmiCmd(g), newDuCmd(g), newPruneCmd(g), newStoreCmd(g), newHistoryCmd(g), newVersionCmd())
+	root.AddCommand(newCheckCmd())
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		pprof.StopCPUProfile()

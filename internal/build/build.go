@@ -63,6 +63,8 @@ type Options struct {
 
 	IIDFile      string
 	MetadataFile string
+
+	HistoryKeep int // builds the store's history keeps, this one included: 0 = history.DefaultKeep, < 0 = none
 }
 
 // Result is a finished build.
@@ -75,7 +77,9 @@ type Result struct {
 
 // Run builds, exports and records. Errors that concern a Dockerfile line are *solver.StepError
 // or *dockerfile.Error.
-func Run(ctx context.Context, o Options) (*Result, error) {
+func Run(ctx context.Context, o Options) (built *Result, err error) {
+	h := startHistory(ctx, o)
+	defer h.finish(&built, &err)
 	if o.Warn == nil {
 		o.Warn = func(string) {}
 	}
@@ -143,6 +147,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, w := range b.Warnings {
 		o.Warn(w)
 	}
+	stamp, err := newStamping(o, b)
+	if err != nil {
+		return nil, err
+	}
 
 	var remote *remotecache.Index
 	if imported != nil {
@@ -170,6 +178,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if remote != nil {
 		sopts.Remote = remote
 	}
+	sopts.SourceDateEpoch = stamp.epoch
 	// Uploads that start during the build stop with it if it fails.
 	upCtx, stopUploads := context.WithCancel(ctx)
 	defer reg.Wait()
@@ -177,6 +186,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if pp := newPrepush(upCtx, reg, st, b, o.Outputs, o.Tags, o.CacheTo); pp != nil {
 		sopts.StepDone = pp.stepDone
 	}
+	sopts.StepDone = h.watch(b, sopts.StepDone)
 	res, err := solver.Solve(ctx, b, sopts)
 	if sc != nil {
 		if err := sc.Save(scPath); err != nil {
@@ -210,7 +220,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}()
-	err = exportAll(ctx, rec, st, reg, fetcher, img, res.Layers, o.Outputs, o.Tags)
+	img, err = exportAll(ctx, rec, st, reg, fetcher, img, res.Layers, o.Outputs, o.Tags, stamp)
 	<-cacheDone
 	if err != nil {
 		return nil, err

@@ -17,6 +17,10 @@ type Output struct {
 	// Names overrides -t for this output (name=a,b); Compression is the layers' compression.
 	Names       []string
 	Compression string
+	// RewriteTimestamp (rewrite-timestamp=true) clamps the file times in the layers the build
+	// made to SOURCE_DATE_EPOCH, as BuildKit's image exporters do; base image layers stay as
+	// they are.
+	RewriteTimestamp bool
 }
 
 // ParseOutputs reads -o values in buildx's syntax; push adds a registry output. Unknown types and
@@ -37,10 +41,10 @@ func ParseOutputs(specs []string, push bool) ([]Output, error) {
 		}
 		o.Type, o.Dest = attrs["type"], attrs["dest"]
 		known := map[string][]string{
-			"image":    {"type", "name", "push", "oci-mediatypes", "compression", "compression-level", "force-compression", "store", "unpack"},
-			"registry": {"type", "name", "push", "oci-mediatypes", "compression", "compression-level", "force-compression"},
-			"oci":      {"type", "dest", "tar", "name", "oci-mediatypes", "compression", "compression-level", "force-compression"},
-			"docker":   {"type", "dest", "tar", "name", "oci-mediatypes", "compression", "compression-level", "force-compression"},
+			"image":    {"type", "name", "push", "oci-mediatypes", "compression", "compression-level", "force-compression", "store", "unpack", "rewrite-timestamp"},
+			"registry": {"type", "name", "push", "oci-mediatypes", "compression", "compression-level", "force-compression", "rewrite-timestamp"},
+			"oci":      {"type", "dest", "tar", "name", "oci-mediatypes", "compression", "compression-level", "force-compression", "rewrite-timestamp"},
+			"docker":   {"type", "dest", "tar", "name", "oci-mediatypes", "compression", "compression-level", "force-compression", "rewrite-timestamp"},
 			"local":    {"type", "dest"},
 			"tar":      {"type", "dest"},
 		}
@@ -59,7 +63,7 @@ func ParseOutputs(specs []string, push bool) ([]Output, error) {
 				return nil, fmt.Errorf("--output %q: %s is not supported yet", s, k)
 			}
 		}
-		for _, k := range []string{"push", "oci-mediatypes", "tar", "force-compression", "store", "unpack"} {
+		for _, k := range []string{"push", "oci-mediatypes", "tar", "force-compression", "store", "unpack", "rewrite-timestamp"} {
 			if v, ok := attrs[k]; ok && v != "true" && v != "false" {
 				return nil, fmt.Errorf("--output %q: %s=%s: use true or false", s, k, v)
 			}
@@ -68,6 +72,7 @@ func ParseOutputs(specs []string, push bool) ([]Output, error) {
 			return nil, fmt.Errorf("--output %q: strata writes OCI media types only; drop oci-mediatypes=false", s)
 		}
 		o.Tar = attrs["tar"] != "false"
+		o.RewriteTimestamp = attrs["rewrite-timestamp"] == "true"
 		switch c := attrs["compression"]; c {
 		case "", "gzip", "zstd":
 			o.Compression = c

@@ -42,6 +42,14 @@ type Source struct {
 	Owners         bool       // include uid/gid in File and digest (stage sources)
 	NormalizePerms bool       // git-like: regular files 0644, or 0755 if any x bit; dirs 0755
 	StatCache      *StatCache // nil = hash every selected file
+	// EmptyWildcards lets a source with wildcards match nothing, as every local COPY/ADD source
+	// may in BuildKit (AllowEmptyWildcard); a missing literal source is still ErrNotFound. Off for
+	// bind mounts, whose source BuildKit requires to exist.
+	EmptyWildcards bool
+	// Parents matches sources as COPY --parents does: BuildKit turns them into include patterns,
+	// where a "**" component spans any number of directories (none included). Elsewhere "**" is
+	// two "*" and matches one name, as filepath.Match does for plain COPY.
+	Parents bool
 }
 
 // matcher serialises a PatternMatcher: its patterns compile lazily and it is documented as not
@@ -152,6 +160,20 @@ func cleanSource(src string) (string, error) {
 
 func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
 
+// containsWildcards is BuildKit's test for whether a source may match nothing: an escaped
+// character is not a wildcard, so `COPY foo\* /` still needs a file named "foo*".
+func containsWildcards(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[':
+			return true
+		case '\\':
+			i++
+		}
+	}
+	return false
+}
+
 func (s *selector) abs(rel string) string {
 	if rel == "." {
 		return s.root
@@ -226,9 +248,60 @@ func (s *selector) expand(src string) ([]Match, error) {
 		out = append(out, Match{Pattern: src, Path: n, IsDir: fi.IsDir(), Target: target})
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%q: %w", src, ErrNotFound)
+		if !s.src.EmptyWildcards || !containsWildcards(p) {
+			return nil, fmt.Errorf("%q: %w", src, ErrNotFound)
+		}
+		// BuildKit lists the directory the wildcards start from (or the --parents pivot), so
+		// that directory must exist even when nothing in it matches.
+		if base := s.wildcardBase(src); base != "." {
+			target, fi, err := s.resolve(base)
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return nil, fmt.Errorf("%q: %q: %w", src, base, ErrNotFound)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if ig, err := s.ignored(target); err != nil {
+				return nil, err
+			} else if ig && !(fi.IsDir() && s.ignore.mayReinclude(target)) {
+				return nil, fmt.Errorf("%q: %q: %w", src, base, ErrNotFound)
+			}
+		}
 	}
 	return out, nil
+}
+
+// wildcardBase is the directory BuildKit's copy starts from for a source that has wildcards: the
+// path before the first component with one (fsutil's ResolveWildcards walks it), or for
+// --parents the pivot when it has none (the pattern then filters a copy of the pivot; without a
+// "/./" the pivot is the root).
+func (s *selector) wildcardBase(src string) string {
+	if s.src.Parents {
+		pivot, _, ok := strings.Cut(src, "/./")
+		if !ok || containsWildcards(pivot) {
+			return "."
+		}
+		p, err := cleanSource(pivot)
+		if err != nil {
+			return "."
+		}
+		return p
+	}
+	p, err := cleanSource(src)
+	if err != nil {
+		return "."
+	}
+	var lit []string
+	for _, c := range strings.Split(p, "/") {
+		if containsWildcards(c) {
+			break
+		}
+		lit = append(lit, c)
+	}
+	if len(lit) == 0 {
+		return "."
+	}
+	return strings.Join(lit, "/")
 }
 
 // glob expands wildcards component by component, listing only the directories a wildcard
@@ -236,6 +309,9 @@ func (s *selector) expand(src string) ([]Match, error) {
 func (s *selector) glob(p string) ([]string, error) {
 	cands := []string{"."}
 	for _, comp := range strings.Split(p, "/") {
+		if s.src.Parents && strings.Contains(comp, "**") {
+			return s.globDeep(p, cands)
+		}
 		if !hasMeta(comp) {
 			for i := range cands {
 				cands[i] = path.Join(cands[i], comp)
@@ -270,6 +346,67 @@ func (s *selector) glob(p string) ([]string, error) {
 		cands = next
 	}
 	return cands, nil
+}
+
+// globDeep finishes a --parents pattern from its first "**" component on: it walks the trees
+// below the candidates matched so far and tests every path against the whole pattern with
+// BuildKit's include-pattern matcher. A matching directory is taken whole, so the walk stops
+// there; symlinks are not followed (BuildKit's checksum walk does not follow them either), and
+// .dockerignore'd entries are neither matched nor descended into unless an exception may
+// re-include something below them.
+func (s *selector) globDeep(p string, cands []string) ([]string, error) {
+	pm, err := patternmatcher.New([]string{p})
+	if err != nil {
+		return nil, fmt.Errorf("bad pattern %q: %w", p, err)
+	}
+	var out []string
+	var walk func(named, dir string) error
+	walk = func(named, dir string) error {
+		ents, err := s.readDir(dir)
+		if err != nil {
+			return fmt.Errorf("list %q: %w", dir, err)
+		}
+		for _, e := range ents {
+			n, d := path.Join(named, e.Name()), path.Join(dir, e.Name())
+			ign, err := s.ignored(d)
+			if err != nil {
+				return err
+			}
+			if ign && !(e.IsDir() && s.ignore.mayReinclude(d)) {
+				continue
+			}
+			ok, _, err := pm.MatchesUsingParentResults(n, patternmatcher.MatchInfo{})
+			if err != nil {
+				return fmt.Errorf("match %q against %q: %w", n, p, err)
+			}
+			if ok && !ign {
+				out = append(out, n)
+				continue
+			}
+			if e.IsDir() {
+				if err := walk(n, d); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, c := range cands {
+		dir, fi, err := s.resolve(c)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			continue
+		}
+		if err := walk(c, dir); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // resolve follows every symlink in rel, the last component included, with chroot semantics for

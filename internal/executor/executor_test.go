@@ -446,7 +446,7 @@ func TestStandardEnvironment(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("run: %+v", r)
 	}
-	want := "4\nCapEff:\t00000000a80425fb\nNoNewPrivs:\t1\npid 1\n1024\n"
+	want := "4\nCapEff:\t00000000a80425fb\nNoNewPrivs:\t0\npid 1\n1024\n"
 	if r.stdout != want {
 		t.Fatalf("stdout:\n%s\nwant:\n%s\nstderr: %s", r.stdout, want, r.stderr)
 	}

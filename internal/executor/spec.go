@@ -108,8 +108,11 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 				GID:            ident.GID,
 				AdditionalGids: ident.Groups,
 			},
-			Capabilities:    pcaps,
-			NoNewPrivileges: !spec.Insecure,
+			Capabilities: pcaps,
+			// no_new_privs stays off, as in BuildKit (oci.WithNewPrivileges) and docker run: a
+			// RUN step as a non-root USER may call sudo, su or another setuid binary. What it
+			// can gain is bounded by the capability bounding set and the seccomp profile.
+			NoNewPrivileges: false,
 			Rlimits: []specs.POSIXRlimit{
 				// Docker's soft limit; a higher one makes programs that
 				// close every possible fd crawl.

@@ -280,6 +280,14 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 			return err
 		}
 	}
+	if c.Parents && len(in.srcs) > 0 && len(in.srcs[0].sel.Matches) == 0 && parentsCopiesRoot(c.Srcs) {
+		// BuildKit copies a --parents source as its pivot directory filtered by the pattern,
+		// so the destination exists even when the pattern matched nothing
+		// (testCopyParentsMissingDirectory, wildcard-nonexistent).
+		if err := copier.Mkdir(ws.merged, dest, opts); err != nil {
+			return err
+		}
+	}
 	for _, f := range c.Files {
 		target := dest
 		if strings.HasSuffix(dest, "/") {
@@ -312,6 +320,18 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		}
 	}
 	return nil
+}
+
+// parentsCopiesRoot reports whether BuildKit would copy at least one --parents source's pivot
+// directory: it does unless every pivot has a wildcard (then an empty match copies nothing).
+func parentsCopiesRoot(srcs []string) bool {
+	for _, src := range srcs {
+		pivot, _, ok := strings.Cut(src, "/./")
+		if !ok || !strings.ContainsAny(pivot, "*?[") {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in *inputs, v *progress.Vertex) error {
@@ -385,6 +405,12 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			if id == "" {
 				id = target
 			}
+			seed, seeded := in.mounts[m.Target]
+			if seeded {
+				// BuildKit keeps one cache per id and from= source (its key is id:ref): a
+				// changed seed starts a new cache rather than reusing one grown from another.
+				id += ":" + string(seed.digest())
+			}
 			var dir string
 			var err error
 			if s.opts.CacheMount != nil {
@@ -401,7 +427,20 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			}
 			defer unlock()
 			data := filepath.Join(dir, "data")
-			if _, err := os.Stat(data); errors.Is(err, fs.ErrNotExist) {
+			mountSrc := data
+			if seeded && len(seed.sel.Matches) == 1 && !seed.sel.Matches[0].IsDir {
+				mountSrc = filepath.Join(data, path.Base(seed.sel.Matches[0].Path))
+			}
+			if _, err := os.Stat(data); errors.Is(err, fs.ErrNotExist) && seeded {
+				tmp := data + ".new-" + randomID()
+				if err := seedCacheDir(tmp, seed); err != nil {
+					os.RemoveAll(tmp)
+					return fmt.Errorf("mount %s: seed cache: %w", m.Target, err)
+				}
+				if err := os.Rename(tmp, data); err != nil {
+					os.RemoveAll(tmp) // a concurrent step seeded it first
+				}
+			} else if errors.Is(err, fs.ErrNotExist) {
 				tmp := data + ".new-" + randomID()
 				mode := uint32(0o755)
 				if m.Mode != nil {
@@ -423,7 +462,7 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 					os.Remove(tmp)
 				}
 			}
-			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: data, Target: target, ReadOnly: m.ReadOnly})
+			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: mountSrc, Target: target, ReadOnly: m.ReadOnly})
 		case "tmpfs":
 			opts := []string{"nosuid", "nodev"}
 			if m.Size > 0 {
@@ -470,6 +509,35 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 		return err
 	}
 	return nil
+}
+
+// seedCacheDir creates dir as a copy of a cache mount's from= source: a directory's contents
+// with the directory's own mode and owner (BuildKit mounts that directory itself), or a file
+// inside it, which doRun then mounts.
+func seedCacheDir(dir string, seed source) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	m := seed.sel.Matches[0]
+	dest := "/"
+	if !m.IsDir {
+		dest = "/" + path.Base(m.Path)
+	}
+	if err := copier.Copy(seed.root, seed.sel, dir, dest, copier.Options{FromContext: seed.ctx}); err != nil {
+		return err
+	}
+	if !m.IsDir {
+		return nil
+	}
+	files := seed.sel.Under(m.Target)
+	if len(files) == 0 || files[0].Path != m.Target {
+		return nil // the root of the source: not part of the selection, left 0755 root
+	}
+	f := files[0]
+	if err := os.Chmod(dir, f.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return err
+	}
+	return os.Lchown(dir, f.UID, f.GID)
 }
 
 // secretFile writes a secret to memory-backed storage, never the store, and returns its path.

@@ -246,7 +246,19 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 				if _, ok := s.opts.Secrets[m.ID]; !ok && m.Required {
 					return nil, fmt.Errorf("secret %q is required but was not given: pass --secret id=%s,src=FILE", m.ID, m.ID)
 				}
-			case "cache", "tmpfs":
+			case "cache":
+				if m.From == nil || !seedsCache(m) {
+					break
+				}
+				// A new cache with from= starts as a copy of that directory, so what the
+				// step reads includes it: the seed's checksum is in the key (and names the
+				// cache, see doRun), as the stage is an input of BuildKit's exec op.
+				src, err := s.selectFrom(ctx, st, step, *m.From, []string{cacheSeedPath(m)}, nil, in)
+				if err != nil {
+					return nil, fmt.Errorf("mount %s: %w", m.Target, err)
+				}
+				in.mounts[m.Target] = src
+			case "tmpfs":
 			default:
 				return nil, fmt.Errorf("unknown mount type %q", m.Type)
 			}
@@ -263,6 +275,23 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 	}
 	ok = true
 	return in, nil
+}
+
+// seedsCache reports whether a cache mount with from= starts from the source's files. BuildKit
+// mounts from=X,source=P as X's P; without source but with uid, gid or mode it mounts a new
+// /cache directory made in X with those attributes instead, i.e. an empty directory, which is
+// what a cache mount without from= starts as.
+func seedsCache(m *graph.Mount) bool {
+	return cacheSeedPath(m) != "." || (m.UID == nil && m.GID == nil && m.Mode == nil)
+}
+
+// cacheSeedPath is the directory (or file) of the from= source a cache mount starts from.
+func cacheSeedPath(m *graph.Mount) string {
+	p := path.Clean("/" + m.Source)
+	if p == "/" {
+		return "."
+	}
+	return p
 }
 
 func fromIdentity(src graph.Source) string {
@@ -315,20 +344,30 @@ func (s *solver) selectFrom(ctx context.Context, st *graph.Stage, step *graph.St
 		if !ok {
 			return source{}, fmt.Errorf("build context %q was not given: pass --build-context %s=DIR", from.Context, from.Context)
 		}
-		cs := &contenthash.Source{Root: dir, NormalizePerms: s.opts.NormalizePerms}
+		cs := selectRules(step, &contenthash.Source{Root: dir, NormalizePerms: s.opts.NormalizePerms})
 		sel, err := cs.Select(srcs, excludes)
 		if err != nil {
 			return source{}, err
 		}
 		return source{root: dir, sel: sel, ctx: true}, nil
 	default:
-		cs := &contenthash.Source{Root: s.opts.ContextDir, Ignore: s.opts.Ignore, StatCache: s.opts.StatCache, NormalizePerms: s.opts.NormalizePerms}
+		cs := selectRules(step, &contenthash.Source{Root: s.opts.ContextDir, Ignore: s.opts.Ignore, StatCache: s.opts.StatCache, NormalizePerms: s.opts.NormalizePerms})
 		sel, err := cs.Select(srcs, excludes)
 		if err != nil {
 			return source{}, err
 		}
 		return source{root: s.opts.ContextDir, sel: sel, ctx: true}, nil
 	}
+}
+
+// selectRules gives COPY/ADD sources BuildKit's matching rules: a wildcard may match nothing,
+// and --parents patterns let "**" span directories. RUN mounts keep the strict rules (a bind
+// mount's source must exist).
+func selectRules(step *graph.Step, cs *contenthash.Source) *contenthash.Source {
+	if c := step.Copy; c != nil {
+		cs.EmptyWildcards, cs.Parents = true, c.Parents
+	}
+	return cs
 }
 
 // selectInFSMemo answers a stage or image selection from its memo (the store's, else an
@@ -351,7 +390,7 @@ func (s *solver) selectInFS(step *graph.Step, f fsState, srcs, excludes []string
 		return source{}, err
 	}
 	in.cleanups = append(in.cleanups, cleanup)
-	cs := &contenthash.Source{Root: root, Owners: true}
+	cs := selectRules(step, &contenthash.Source{Root: root, Owners: true})
 	sel, err := cs.Select(srcs, excludes)
 	if err != nil {
 		return source{}, fmt.Errorf("%s: %w", what, err)
@@ -364,10 +403,10 @@ func (s *solver) selectInFS(step *graph.Step, f fsState, srcs, excludes []string
 const memoVersion = 1
 
 // memoKey names a selection in a stage's or image's filesystem: the filesystem's content
-// identity (its chain of content IDs, no timestamps), the source patterns and excludes, and the
-// step options keyDigest reads (whether an octal --chmod and --chown are set). The selection (owners
-// included) is a pure function of these, so a memo can be shared between machines and never
-// goes stale.
+// identity (its chain of content IDs, no timestamps), the source patterns and excludes, the
+// step options keyDigest reads (whether an octal --chmod and --chown are set) and --parents,
+// which changes what "**" matches. The selection (owners included) is a pure function of these,
+// so a memo can be shared between machines and never goes stale.
 func memoKey(step *graph.Step, f fsState, srcs, excludes []string) string {
 	chmod, chown := false, false
 	if c := step.Copy; c != nil {
@@ -377,6 +416,11 @@ func memoKey(step *graph.Step, f fsState, srcs, excludes []string) string {
 		excludes = []string{} // no excludes, however the frontend spelled them
 	}
 	doc := map[string]any{"v": memoVersion, "key": keyVersion, "fs": f.chain, "srcs": srcs, "excludes": excludes, "chmod": chmod, "chown": chown}
+	if c := step.Copy; c != nil && c.Parents {
+		// "**" selects other files under --parents. Only set when true, so the memos of
+		// every other selection keep their names.
+		doc["parents"] = true
+	}
 	data, _ := json.Marshal(doc)
 	h := sha256.Sum256(data)
 	return hex.EncodeToString(h[:])

@@ -54,6 +54,10 @@ type Options struct {
 	// StepDone, when set, is told each step's result as soon as it is known (from any stage's
 	// goroutine): the build flow starts uploading layers while later steps still run.
 	StepDone func(StepResult)
+	// SourceDateEpoch (SOURCE_DATE_EPOCH) pins the image's created time and the times of the
+	// history entries this build adds, as BuildKit does. It never enters a cache key: it changes
+	// the config, which is assembled after the steps, not any layer.
+	SourceDateEpoch *time.Time
 
 	// Position prefixes step positions in the miss-reason history (Dockerfile path + target), so
 	// a miss is explained against the last build of the same Dockerfile.

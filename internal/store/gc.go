@@ -52,6 +52,10 @@ var usageKinds = []struct{ kind, dir string }{
 	{"step history", "records"},
 	{"stat caches", "statcache"},
 	{"selection memos", "selections"},
+	// Build records (internal/history) reference no content; GC never removes them (history
+	// prune bounds them) but they take space all the same. The directory appears with the
+	// first record.
+	{"build history", "history"},
 }
 
 // Usage sums the store by kind (apparent size of regular files; per-process scratch under tmp/
@@ -61,7 +65,7 @@ func (s *Store) Usage() ([]UsageEntry, error) {
 	var out []UsageEntry
 	for _, k := range usageKinds {
 		ents, err := os.ReadDir(filepath.Join(s.root, k.dir))
-		if err != nil {
+		if err != nil && !(errors.Is(err, fs.ErrNotExist) && k.dir == "history") {
 			return nil, err
 		}
 		e := UsageEntry{Kind: k.kind, Count: len(ents)}
@@ -660,7 +664,7 @@ func (s *Store) sweep(refs map[string]int) error {
 			}
 		}
 	}
-	for _, dir := range []string{"cache", "tags", "resolved", "records", "statcache", "selections"} {
+	for _, dir := range []string{"cache", "tags", "resolved", "records", "statcache", "selections", "history"} {
 		ents, _ := os.ReadDir(filepath.Join(s.root, dir))
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), ".tmp-") {

@@ -1,0 +1,84 @@
+package solver
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"testing"
+
+	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/graph"
+)
+
+// A --parents COPY selects different files for the same patterns ("**" spans directories), so
+// its selection memo must not answer a plain COPY, while every other memo keeps its name.
+func TestMemoKeyParents(t *testing.T) {
+	f := fsState{chain: "sha256:0123"}
+	srcs := []string{"x/**/*.txt"}
+	plain := &graph.Step{Kind: graph.KindCopy, Copy: &graph.CopyOp{Srcs: srcs}}
+	parents := &graph.Step{Kind: graph.KindCopy, Copy: &graph.CopyOp{Srcs: srcs, Parents: true}}
+	run := &graph.Step{Kind: graph.KindRun, Run: &graph.RunOp{}}
+	if memoKey(plain, f, srcs, nil) == memoKey(parents, f, srcs, nil) {
+		t.Error("--parents and plain COPY share a selection memo")
+	}
+	if memoKey(plain, f, srcs, nil) != memoKey(run, f, srcs, nil) {
+		t.Error("a plain COPY and a bind mount of the same paths no longer share a memo")
+	}
+	// Memos written before --parents was part of the name still answer plain selections.
+	doc := map[string]any{"v": memoVersion, "key": keyVersion, "fs": f.chain, "srcs": srcs, "excludes": []string{}, "chmod": false, "chown": false}
+	data, _ := json.Marshal(doc)
+	h := sha256.Sum256(data)
+	if got, want := memoKey(plain, f, srcs, nil), hex.EncodeToString(h[:]); got != want {
+		t.Errorf("plain memo key %s, want %s as before", got, want)
+	}
+}
+
+func TestSelectRules(t *testing.T) {
+	run := selectRules(&graph.Step{Kind: graph.KindRun, Run: &graph.RunOp{}}, &contenthash.Source{})
+	if run.EmptyWildcards || run.Parents {
+		t.Errorf("RUN mount sources got COPY rules: %+v", run)
+	}
+	cp := selectRules(&graph.Step{Kind: graph.KindCopy, Copy: &graph.CopyOp{Parents: true}}, &contenthash.Source{})
+	if !cp.EmptyWildcards || !cp.Parents {
+		t.Errorf("COPY --parents rules: %+v", cp)
+	}
+}
+
+func TestParentsCopiesRoot(t *testing.T) {
+	for srcs, want := range map[string]bool{
+		"nomatch*":          true,  // pivot is the root
+		"/test/a/b2*/c":     true,  // no pivot: the root
+		"/test/a/./b2*":     true,  // literal pivot
+		"/test/a*/./c/**/e": false, // every pivot a wildcard
+	} {
+		if got := parentsCopiesRoot([]string{srcs}); got != want {
+			t.Errorf("%s: %t, want %t", srcs, got, want)
+		}
+	}
+	if !parentsCopiesRoot([]string{"/a*/./x", "/b/./y*"}) {
+		t.Error("one literal pivot among several")
+	}
+}
+
+func TestCacheSeed(t *testing.T) {
+	u := 1000
+	for _, c := range []struct {
+		m     graph.Mount
+		path  string
+		seeds bool
+	}{
+		{graph.Mount{Source: "/seed"}, "/seed", true},
+		{graph.Mount{Source: "seed/"}, "/seed", true},
+		{graph.Mount{}, ".", true},
+		{graph.Mount{Source: "/"}, ".", true},
+		{graph.Mount{UID: &u}, ".", false}, // BuildKit mounts a new /cache made with that owner
+		{graph.Mount{Source: "/seed", UID: &u}, "/seed", true},
+	} {
+		if got := cacheSeedPath(&c.m); got != c.path {
+			t.Errorf("%+v: path %q, want %q", c.m, got, c.path)
+		}
+		if got := seedsCache(&c.m); got != c.seeds {
+			t.Errorf("%+v: seeds %t, want %t", c.m, got, c.seeds)
+		}
+	}
+}
