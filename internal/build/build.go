@@ -165,7 +165,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
 		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, AllowInsecure: o.AllowInsecure,
 		Compression: compression, Position: o.DockerfilePath + "|" + o.Target, PortablePosition: portablePosition(o),
-		Fetch: fetcher.Fetch, CacheMount: mounts.Dir,
+		Fetch: fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
 	}
 	if remote != nil {
 		sopts.Remote = remote

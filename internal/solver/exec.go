@@ -182,38 +182,95 @@ func (s *solver) unpackSnapshot(l store.Layer) (string, error) {
 	if st.HasSnapshot(l.DiffID) {
 		return p, nil
 	}
-	if !st.Has(l.Digest) && l.Remote != "" && s.opts.Fetch != nil {
-		if err := s.opts.Fetch(s.ctx, l); err != nil {
-			return "", fmt.Errorf("layer %s: %w", l.Digest, err)
-		}
-	}
-	rc, err := st.Open(l.Digest)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	r, err := decompress(rc, l.MediaType)
-	if err != nil {
-		return "", fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	defer r.Close()
 	tmp, err := st.TempDir("unpack-")
 	if err != nil {
 		return "", err
 	}
+	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "fs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
+	unpacked := false
+	if !st.Has(l.Digest) && l.Remote != "" {
+		switch {
+		case s.opts.FetchStream != nil:
+			if unpacked, err = s.fetchAndUnpack(l, dir); err != nil {
+				return "", fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+		case s.opts.Fetch != nil:
+			if err := s.opts.Fetch(s.ctx, l); err != nil {
+				return "", fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+		}
 	}
-	if err := snapshot.Unpack(r, dir); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	if !unpacked {
+		if err := unpackStored(st, l, dir); err != nil {
+			return "", err
+		}
 	}
 	if err := st.CommitSnapshot(dir, l.DiffID); err != nil {
 		return "", err
 	}
-	os.RemoveAll(tmp)
 	return p, nil
+}
+
+// fetchAndUnpack downloads l's blob into the store and unpacks it into dir at the same time, so a
+// cold runner's first step waits for about the longer of the two rather than their sum. It
+// reports whether dir holds the layer: not when the download had to be retried (the unpack saw a
+// partial stream) or the unpack failed on the streamed bytes, in which case the caller unpacks
+// the stored, verified blob. The snapshot is committed only after the blob is verified.
+func (s *solver) fetchAndUnpack(l store.Layer, dir string) (bool, error) {
+	pr, pw := io.Pipe()
+	unpackErr := make(chan error, 1)
+	go func() {
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			var r io.ReadCloser
+			if r, err = decompress(pr, l.MediaType); err == nil {
+				err = snapshot.Unpack(r, dir)
+				r.Close()
+			}
+		}
+		// Whatever happened, keep reading: the download writes through us and must not stall.
+		io.Copy(io.Discard, pr)
+		unpackErr <- err
+	}()
+	streamed, err := s.opts.FetchStream(s.ctx, l, pw)
+	if streamed {
+		pw.Close()
+	} else {
+		pw.CloseWithError(errors.New("the download was not streamed whole"))
+	}
+	uerr := <-unpackErr
+	if err != nil {
+		return false, err
+	}
+	if !streamed || uerr != nil {
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			return false, rerr
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// unpackStored unpacks the stored blob of l into dir (created here).
+func unpackStored(st *store.Store, l store.Layer, dir string) error {
+	rc, err := st.Open(l.Digest)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r, err := decompress(rc, l.MediaType)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer r.Close()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	if err := snapshot.Unpack(r, dir); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	return nil
 }
 
 // execute runs a step that missed and commits its layer.
