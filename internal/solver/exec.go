@@ -70,7 +70,84 @@ func (s *solver) lowers(f fsState) ([]string, error) {
 		seen[paths[i]] = true
 		lowers = append(lowers, paths[i])
 	}
-	return lowers, nil
+	return s.fitStack(lowers)
+}
+
+// maxStack is how many lower directories one overlay mount takes here; the kernel refuses more
+// than 500 (OVL_MAX_STACK), and the margin leaves room below it.
+const maxStack = 400
+
+// flattenBlock is how many layers each flattening step adds: bottoms are flattened in whole
+// blocks so that the steps of a tall Dockerfile, each one layer taller, share them.
+const flattenBlock = 200
+
+// fitStack keeps the top layers (fewer than maxStack) and replaces the ones below with a single
+// directory holding what they show together, so a Dockerfile with any number of layers mounts.
+// A stack of overlays would not do: a lower-only overlay hides its whiteouts, so a file deleted
+// in one group would show through from the group below.
+func (s *solver) fitStack(lowers []string) ([]string, error) {
+	n := len(lowers)
+	if n <= maxStack {
+		return lowers, nil
+	}
+	f := (n - (maxStack - 1) + flattenBlock - 1) / flattenBlock * flattenBlock
+	s.flatMu.Lock()
+	flat, err := s.flattenBottom(lowers[n-f:])
+	s.flatMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("flatten the bottom %d of %d layers: %w", f, n, err)
+	}
+	return append(lowers[:n-f:n-f], flat), nil
+}
+
+// flattenBottom copies the filesystem that bottom (top first, a whole number of blocks) shows
+// into one directory in the store's scratch space: its top block stacked on the flattened rest.
+// Each is made once per build; the caller holds flatMu.
+func (s *solver) flattenBottom(bottom []string) (string, error) {
+	key := strings.Join(bottom, "\x00")
+	if p, ok := s.flats[key]; ok {
+		return p, nil
+	}
+	src := bottom
+	if len(bottom) > flattenBlock {
+		below, err := s.flattenBottom(bottom[flattenBlock:])
+		if err != nil {
+			return "", err
+		}
+		src = append(bottom[:flattenBlock:flattenBlock], below)
+	}
+	dir, err := s.opts.Store.TempDir("flat-")
+	if err != nil {
+		return "", err
+	}
+	mnt, fs := filepath.Join(dir, "mnt"), filepath.Join(dir, "fs")
+	for _, d := range []string{mnt, fs} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := snapshot.Mount(src, "", "", mnt); err != nil {
+		return "", err
+	}
+	// The merged view has no whiteouts left, so Diff reads it as one full layer.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := snapshot.Diff(mnt, pw)
+		pw.CloseWithError(err)
+	}()
+	err = snapshot.Unpack(pr, fs)
+	pr.CloseWithError(io.ErrClosedPipe)
+	if uerr := snapshot.Unmount(mnt); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return "", err
+	}
+	if s.flats == nil {
+		s.flats = map[string]string{}
+	}
+	s.flats[key] = fs
+	return fs, nil
 }
 
 // newWorkspace mounts parent layers with a fresh upper dir.

@@ -147,6 +147,8 @@ type solver struct {
 	ctx        context.Context // the solve's context, for lazy fetches deep in mount setup
 	snapMu     sync.Mutex
 	snapCalls  map[digest.Digest]*snapshotCall // layers being unpacked (under snapMu)
+	flatMu     sync.Mutex
+	flats      map[string]string // flattened bottoms of tall layer stacks (see fitStack)
 }
 
 // Solve builds b.Target and returns its image, stored in the store (not tagged).
