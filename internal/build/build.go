@@ -88,6 +88,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
 		}
 	}
+	// A bad name fails now, not after every step has run.
+	if _, err := normalizeNames(o.Tags, nil); err != nil {
+		return nil, err
+	}
+	for _, out := range o.Outputs {
+		for _, n := range out.Names {
+			if _, err := solver.NormalizeRef(n); err != nil {
+				return nil, fmt.Errorf("--output type=%s: name=%s: %w", out.Type, n, err)
+			}
+		}
+	}
 	named := map[string]string{}
 	namedDirs := map[string]string{}
 	for k, v := range o.NamedContexts {
