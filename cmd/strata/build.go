@@ -348,7 +348,11 @@ func reportError(w io.Writer, name string, df []byte, err error) error {
 				if i == line {
 					mark = ">>>"
 				}
-				fmt.Fprintf(w, " %3d | %s %s\n", i, mark, lines[i-1])
+				text := lines[i-1]
+				if len(text) > 200 { // a generated line can be megabytes long
+					text = text[:200] + fmt.Sprintf("… (%d bytes)", len(text))
+				}
+				fmt.Fprintf(w, " %3d | %s %s\n", i, mark, text)
 			}
 			fmt.Fprintln(w, "--------------------")
 		}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata/internal/testenv"
 )
 
 // Layers go to the registry while the build still runs: the 1 MiB COPY layer is uploaded during
@@ -80,5 +85,45 @@ func TestParallelStagesFetchBaseOnce(t *testing.T) {
 	// busybox's one layer is about 1 MiB; its manifest and config are small.
 	if s.BlobBytesDown < 512<<10 || s.BlobBytesDown > 1<<20+256<<10 {
 		t.Errorf("%d bytes of blobs pulled, want busybox's layer once\n%+v\n%s", s.BlobBytesDown, s, r.out)
+	}
+}
+
+// A base layer is unpacked while it downloads. When the download is cut off and retried, the
+// half-unpacked copy is thrown away and the layer is unpacked again from the verified blob: the
+// RUN on top of it sees the whole base.
+func TestStreamedUnpackSurvivesCutDownload(t *testing.T) {
+	proxy, reg := cacheProxy(t)
+	out, err := testenv.SkopeoOutput("inspect", "--raw", "--tls-verify=false", "docker://"+reg+"/busybox:latest")
+	if err != nil {
+		t.Fatalf("skopeo inspect: %v\n%s", err, out)
+	}
+	var m struct {
+		Layers []struct {
+			Digest string
+			Size   int64
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &m); err != nil || len(m.Layers) != 1 {
+		t.Fatalf("busybox layers: %v %s", err, out)
+	}
+	layer := m.Layers[0]
+	files := map[string]string{
+		"Dockerfile": "FROM " + reg + "/busybox:latest\nRUN ls -lR /bin /etc | md5sum > /sum\n",
+	}
+	clean := newEnv(t)
+	want := filepath.Join(clean.dir, "want")
+	clean.build("-o", "type=local,dest="+want, clean.project("cut", files))
+
+	e := newEnv(t)
+	ctx := e.project("cut", files)
+	proxy.Reset()
+	proxy.Inject(testenv.Fault{Method: "GET", Path: regexp.MustCompile(regexp.QuoteMeta(layer.Digest) + "$"), Times: 1, CutBody: true})
+	dest := filepath.Join(e.dir, "got")
+	r := e.build("-o", "type=local,dest="+dest, ctx)
+	if s := proxy.Stats(); s.BlobBytesDown < layer.Size*5/4 {
+		t.Fatalf("the first download was not cut (%d bytes down for a %d-byte layer)\n%s", s.BlobBytesDown, layer.Size, r.out)
+	}
+	if got, w := readFile(t, filepath.Join(dest, "sum")), readFile(t, filepath.Join(want, "sum")); got != w {
+		t.Errorf("after a cut download the RUN saw a different base: %q, want %q", got, w)
 	}
 }

@@ -92,6 +92,17 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 			return nil, errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
 		}
 	}
+	// A bad name fails now, not after every step has run.
+	if _, err := normalizeNames(o.Tags, nil); err != nil {
+		return nil, err
+	}
+	for _, out := range o.Outputs {
+		for _, n := range out.Names {
+			if _, err := solver.NormalizeRef(n); err != nil {
+				return nil, fmt.Errorf("--output type=%s: name=%s: %w", out.Type, n, err)
+			}
+		}
+	}
 	named := map[string]string{}
 	namedDirs := map[string]string{}
 	for k, v := range o.NamedContexts {
@@ -173,7 +184,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
 		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, AllowInsecure: o.AllowInsecure,
 		Compression: compression, Position: o.DockerfilePath + "|" + o.Target, PortablePosition: portablePosition(o),
-		Fetch: fetcher.Fetch, CacheMount: mounts.Dir,
+		Fetch: fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
 	}
 	if remote != nil {
 		sopts.Remote = remote

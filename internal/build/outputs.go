@@ -1,6 +1,7 @@
 package build
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -29,6 +30,9 @@ func ParseOutputs(specs []string, push bool) ([]Output, error) {
 	var outs []Output
 	for _, s := range specs {
 		o := Output{Tar: true}
+		if strings.TrimSpace(s) == "" {
+			return nil, errors.New(`--output "": give a directory, "-" or type=…`)
+		}
 		if !strings.Contains(s, "=") {
 			// buildx: a bare path means a local directory, "-" a tar on stdout.
 			o.Type, o.Dest = "local", s

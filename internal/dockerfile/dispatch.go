@@ -129,7 +129,6 @@ func (b *builder) dispatch(s *stageState, st *state, c *command) (*graph.Step, e
 		Line:  line,
 		Text:  uppercaseCmd(commandText(ic)),
 		Kind:  graph.KindMeta,
-		Env:   st.env.slice(),
 		User:  st.user,
 		Dir:   st.dir,
 	}

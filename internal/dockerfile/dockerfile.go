@@ -164,6 +164,10 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 	}
 	res, err := parser.Parse(bytes.NewReader(opts.Dockerfile))
 	if err != nil {
+		// The parser turns bufio.ErrTooLong into a message without the line.
+		if strings.Contains(err.Error(), "line greater than max allowed size") {
+			return nil, longLine(file, opts.Dockerfile)
+		}
 		return nil, err
 	}
 	b.lex = shell.NewLex(res.EscapeToken)
@@ -724,4 +728,17 @@ func (b *builder) resolveImage(ref string, p ocispec.Platform) resolvedImage {
 	}
 	b.images[ref] = ri
 	return ri
+}
+
+// maxLine is the longest line BuildKit's parser reads (its bufio.Scanner buffer).
+const maxLine = 65535
+
+// longLine names the first line the parser could not read; the parser's own error has no line.
+func longLine(file string, df []byte) error {
+	for i, line := range bytes.Split(df, []byte("\n")) {
+		if len(line) > maxLine {
+			return &Error{File: file, Line: i + 1, Msg: fmt.Sprintf("line is %d bytes, more than the %d a Dockerfile line may have: split it with \\ continuations or move the data into a file", len(line), maxLine)}
+		}
+	}
+	return &Error{File: file, Msg: fmt.Sprintf("a line is longer than %d bytes", maxLine)}
 }

@@ -197,6 +197,13 @@ func listContainers(cfg Config, bin string) ([]string, error) {
 	return strings.Fields(string(out)), nil
 }
 
+// leftState reports whether the runtime keeps state for container id (runc and crun keep a
+// directory per container under their --root).
+func leftState(cfg Config, id string) bool {
+	_, err := os.Lstat(filepath.Join(cfg.StateDir, id))
+	return err == nil
+}
+
 func deleteContainer(cfg Config, bin, id string) error {
 	out, err := cfg.command(context.Background(), bin, "delete", "--force", id).CombinedOutput()
 	if err != nil {
@@ -273,9 +280,16 @@ func Run(ctx context.Context, cfg Config, spec Spec) (retErr error) {
 		}
 	}()
 
-	// A container left by a crash under the same id would make `run` fail.
-	_ = deleteContainer(cfg, bin, spec.ID)
+	// A container left by a crash under the same id would make `run` fail; `runc run` removes
+	// its container when the process exits, so a delete is needed only where runc left state
+	// (a kill, a failed start). Each is a runc process, not worth starting for nothing.
+	if leftState(cfg, spec.ID) {
+		_ = deleteContainer(cfg, bin, spec.ID)
+	}
 	defer func() {
+		if !leftState(cfg, spec.ID) {
+			return
+		}
 		if err := deleteContainer(cfg, bin, spec.ID); err != nil && retErr == nil {
 			retErr = err
 		}

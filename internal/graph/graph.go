@@ -90,8 +90,8 @@ type Step struct {
 	Copy    *CopyOp
 	Workdir string // KindWorkdir: absolute directory to create
 
-	// State the step runs in (after ENV/USER/WORKDIR before it).
-	Env  []string
+	// State the step runs in (after USER/WORKDIR before it; a RUN's env is in RunOp, the only
+	// place it is read: a copy on every step would cost memory quadratic in the ENV lines).
 	User string
 	Dir  string
 

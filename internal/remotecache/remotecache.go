@@ -38,7 +38,41 @@ func (f *Fetcher) Fetch(ctx context.Context, l store.Layer) error {
 	return f.fetch(ctx, l.Remote, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
 }
 
+// FetchStream is Fetch that also copies the blob's bytes to tee as they arrive, so the caller
+// can unpack while the blob downloads. It reports whether tee saw the whole blob in one pass:
+// when the download was retried, or the store already had the blob, it did not, and the caller
+// reads the stored blob instead. The blob is verified before it becomes visible in the store,
+// whatever tee was sent.
+func (f *Fetcher) FetchStream(ctx context.Context, l store.Layer, tee io.Writer) (streamed bool, err error) {
+	ts := &teeStore{Store: f.Store, tee: tee}
+	err = f.fetchInto(ctx, ts, l.Remote, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+	return err == nil && ts.passes == 1 && ts.whole, err
+}
+
+// teeStore copies the bytes of its first Ingest to tee.
+type teeStore struct {
+	*store.Store
+	tee    io.Writer
+	passes int
+	whole  bool
+}
+
+func (t *teeStore) Ingest(d digest.Digest, r io.Reader) error {
+	t.passes++
+	if t.passes > 1 {
+		return t.Store.Ingest(d, r) // a retry: tee already has a partial copy
+	}
+	err := t.Store.Ingest(d, io.TeeReader(r, t.tee))
+	t.whole = err == nil
+	return err
+}
+
 func (f *Fetcher) fetch(ctx context.Context, remote string, d ocispec.Descriptor) error {
+	return f.fetchInto(ctx, f.Store, remote, d)
+}
+
+// fetchInto puts the blob into sink: the store, or the store seen through a teeStore.
+func (f *Fetcher) fetchInto(ctx context.Context, sink registry.BlobStore, remote string, d ocispec.Descriptor) error {
 	if f.Store.Has(d.Digest) {
 		return nil
 	}
@@ -51,12 +85,12 @@ func (f *Fetcher) fetch(ctx context.Context, remote string, d ocispec.Descriptor
 			return fmt.Errorf("cache %s: %w", dir, err)
 		}
 		defer fh.Close()
-		if err := f.Store.Ingest(d.Digest, io.LimitReader(fh, d.Size+1)); err != nil {
+		if err := sink.Ingest(d.Digest, io.LimitReader(fh, d.Size+1)); err != nil {
 			return fmt.Errorf("cache %s: %w", dir, err)
 		}
 		return nil
 	}
-	return f.Registry.FetchBlob(ctx, remote, d, f.Store, nil)
+	return f.Registry.FetchBlob(ctx, remote, d, sink, nil)
 }
 
 // IsRepository reports whether a Layer.Remote names a registry repository (not a directory).

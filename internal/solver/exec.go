@@ -70,7 +70,84 @@ func (s *solver) lowers(f fsState) ([]string, error) {
 		seen[paths[i]] = true
 		lowers = append(lowers, paths[i])
 	}
-	return lowers, nil
+	return s.fitStack(lowers)
+}
+
+// maxStack is how many lower directories one overlay mount takes here; the kernel refuses more
+// than 500 (OVL_MAX_STACK), and the margin leaves room below it.
+const maxStack = 400
+
+// flattenBlock is how many layers each flattening step adds: bottoms are flattened in whole
+// blocks so that the steps of a tall Dockerfile, each one layer taller, share them.
+const flattenBlock = 200
+
+// fitStack keeps the top layers (fewer than maxStack) and replaces the ones below with a single
+// directory holding what they show together, so a Dockerfile with any number of layers mounts.
+// A stack of overlays would not do: a lower-only overlay hides its whiteouts, so a file deleted
+// in one group would show through from the group below.
+func (s *solver) fitStack(lowers []string) ([]string, error) {
+	n := len(lowers)
+	if n <= maxStack {
+		return lowers, nil
+	}
+	f := (n - (maxStack - 1) + flattenBlock - 1) / flattenBlock * flattenBlock
+	s.flatMu.Lock()
+	flat, err := s.flattenBottom(lowers[n-f:])
+	s.flatMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("flatten the bottom %d of %d layers: %w", f, n, err)
+	}
+	return append(lowers[:n-f:n-f], flat), nil
+}
+
+// flattenBottom copies the filesystem that bottom (top first, a whole number of blocks) shows
+// into one directory in the store's scratch space: its top block stacked on the flattened rest.
+// Each is made once per build; the caller holds flatMu.
+func (s *solver) flattenBottom(bottom []string) (string, error) {
+	key := strings.Join(bottom, "\x00")
+	if p, ok := s.flats[key]; ok {
+		return p, nil
+	}
+	src := bottom
+	if len(bottom) > flattenBlock {
+		below, err := s.flattenBottom(bottom[flattenBlock:])
+		if err != nil {
+			return "", err
+		}
+		src = append(bottom[:flattenBlock:flattenBlock], below)
+	}
+	dir, err := s.opts.Store.TempDir("flat-")
+	if err != nil {
+		return "", err
+	}
+	mnt, fs := filepath.Join(dir, "mnt"), filepath.Join(dir, "fs")
+	for _, d := range []string{mnt, fs} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := snapshot.Mount(src, "", "", mnt); err != nil {
+		return "", err
+	}
+	// The merged view has no whiteouts left, so Diff reads it as one full layer.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := snapshot.Diff(mnt, pw)
+		pw.CloseWithError(err)
+	}()
+	err = snapshot.Unpack(pr, fs)
+	pr.CloseWithError(io.ErrClosedPipe)
+	if uerr := snapshot.Unmount(mnt); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return "", err
+	}
+	if s.flats == nil {
+		s.flats = map[string]string{}
+	}
+	s.flats[key] = fs
+	return fs, nil
 }
 
 // newWorkspace mounts parent layers with a fresh upper dir.
@@ -182,38 +259,95 @@ func (s *solver) unpackSnapshot(l store.Layer) (string, error) {
 	if st.HasSnapshot(l.DiffID) {
 		return p, nil
 	}
-	if !st.Has(l.Digest) && l.Remote != "" && s.opts.Fetch != nil {
-		if err := s.opts.Fetch(s.ctx, l); err != nil {
-			return "", fmt.Errorf("layer %s: %w", l.Digest, err)
-		}
-	}
-	rc, err := st.Open(l.Digest)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	r, err := decompress(rc, l.MediaType)
-	if err != nil {
-		return "", fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
-	defer r.Close()
 	tmp, err := st.TempDir("unpack-")
 	if err != nil {
 		return "", err
 	}
+	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "fs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
+	unpacked := false
+	if !st.Has(l.Digest) && l.Remote != "" {
+		switch {
+		case s.opts.FetchStream != nil:
+			if unpacked, err = s.fetchAndUnpack(l, dir); err != nil {
+				return "", fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+		case s.opts.Fetch != nil:
+			if err := s.opts.Fetch(s.ctx, l); err != nil {
+				return "", fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+		}
 	}
-	if err := snapshot.Unpack(r, dir); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	if !unpacked {
+		if err := unpackStored(st, l, dir); err != nil {
+			return "", err
+		}
 	}
 	if err := st.CommitSnapshot(dir, l.DiffID); err != nil {
 		return "", err
 	}
-	os.RemoveAll(tmp)
 	return p, nil
+}
+
+// fetchAndUnpack downloads l's blob into the store and unpacks it into dir at the same time, so a
+// cold runner's first step waits for about the longer of the two rather than their sum. It
+// reports whether dir holds the layer: not when the download had to be retried (the unpack saw a
+// partial stream) or the unpack failed on the streamed bytes, in which case the caller unpacks
+// the stored, verified blob. The snapshot is committed only after the blob is verified.
+func (s *solver) fetchAndUnpack(l store.Layer, dir string) (bool, error) {
+	pr, pw := io.Pipe()
+	unpackErr := make(chan error, 1)
+	go func() {
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			var r io.ReadCloser
+			if r, err = decompress(pr, l.MediaType); err == nil {
+				err = snapshot.Unpack(r, dir)
+				r.Close()
+			}
+		}
+		// Whatever happened, keep reading: the download writes through us and must not stall.
+		io.Copy(io.Discard, pr)
+		unpackErr <- err
+	}()
+	streamed, err := s.opts.FetchStream(s.ctx, l, pw)
+	if streamed {
+		pw.Close()
+	} else {
+		pw.CloseWithError(errors.New("the download was not streamed whole"))
+	}
+	uerr := <-unpackErr
+	if err != nil {
+		return false, err
+	}
+	if !streamed || uerr != nil {
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			return false, rerr
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// unpackStored unpacks the stored blob of l into dir (created here).
+func unpackStored(st *store.Store, l store.Layer, dir string) error {
+	rc, err := st.Open(l.Digest)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r, err := decompress(rc, l.MediaType)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	defer r.Close()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	if err := snapshot.Unpack(r, dir); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	return nil
 }
 
 // execute runs a step that missed and commits its layer.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,10 @@ type Options struct {
 	Remote RemoteCache
 	// Fetch brings a lazy layer's blob (Layer.Remote) into the store when its bytes are needed.
 	Fetch func(ctx context.Context, l store.Layer) error
+	// FetchStream, when set, is Fetch that copies the bytes to tee as they arrive and says whether
+	// tee saw the whole blob in one pass (see remotecache.Fetcher.FetchStream): the layer is then
+	// unpacked while it downloads.
+	FetchStream func(ctx context.Context, l store.Layer, tee io.Writer) (streamed bool, err error)
 	// CacheMount, when set, returns the directory behind RUN --mount=type=cache,id=ID (the
 	// store's shared directory otherwise); the build flow uses it to seed mounts from a cache.
 	CacheMount func(ctx context.Context, id string) (string, error)
@@ -146,6 +151,8 @@ type solver struct {
 	ctx        context.Context // the solve's context, for lazy fetches deep in mount setup
 	snapMu     sync.Mutex
 	snapCalls  map[digest.Digest]*snapshotCall // layers being unpacked (under snapMu)
+	flatMu     sync.Mutex
+	flats      map[string]string // flattened bottoms of tall layer stacks (see fitStack)
 }
 
 // Solve builds b.Target and returns its image, stored in the store (not tagged).

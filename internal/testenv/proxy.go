@@ -67,6 +67,7 @@ type Fault struct {
 	Reset       bool          // close the connection with an RST and no response
 	Stall       time.Duration // hold the request first; gives up when the client goes away
 	CorruptBody bool          // forward, flipping one response body byte so the length stays but the digest breaks
+	CutBody     bool          // forward half the response body, then drop the connection
 }
 
 type faultRule struct {
@@ -292,6 +293,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 				}
 				resp.Body = &corruptReader{rc: resp.Body, at: at}
 			}
+			if faulted && fault.CutBody {
+				resp.Body = &cutReader{rc: resp.Body, left: resp.ContentLength / 2}
+			}
 			return nil
 		},
 	}
@@ -382,3 +386,23 @@ func (c *corruptReader) Read(b []byte) (int, error) {
 }
 
 func (c *corruptReader) Close() error { return c.rc.Close() }
+
+// cutReader fails after left bytes, which makes the proxy abort the response mid-body.
+type cutReader struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (c *cutReader) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("testenv proxy: body cut")
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.rc.Read(b)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cutReader) Close() error { return c.rc.Close() }
