@@ -105,6 +105,11 @@ func TestBuildErrors(t *testing.T) {
 			want:       []string{"Dockerfile:3", "missing/file.txt", "not found"},
 		},
 		{
+			name:       "missing COPY --from source names the stage",
+			dockerfile: "FROM {{BASE}} AS one\nFROM {{BASE}}\nCOPY --from=one /nosuch /x\n",
+			want:       []string{"Dockerfile:3", `"/nosuch": not found in stage one`},
+		},
+		{
 			name:       "COPY source excluded by .dockerignore",
 			dockerfile: "FROM {{BASE}}\nCOPY secret.key /\n",
 			files:      map[string]string{"secret.key": "k\n", ".dockerignore": "*.key\n"},

@@ -139,7 +139,7 @@ func TestHistory(t *testing.T) {
 		t.Errorf("failed build: hits %d/%d saved %d, want 3/4 and time saved", list[0].Hits, list[0].Total, list[0].Saved)
 	}
 	fail := list[0].Steps[3]
-	if fail.Result != "failed" || fail.Text != "RUN false" || fail.Line != 5 || fail.Pos != 5 {
+	if fail.Result != "failed" || fail.Text != "RUN false" || fail.Line != 5 || fail.Pos != 5 || len(fail.Key) != 64 || fail.Reason == "" {
 		t.Errorf("failing step %+v", fail)
 	}
 	r = e.run("history", "inspect", "--format", "json", edited)

@@ -127,3 +127,21 @@ func TestStreamedUnpackSurvivesCutDownload(t *testing.T) {
 		t.Errorf("after a cut download the RUN saw a different base: %q, want %q", got, w)
 	}
 }
+
+// A re-timed image (rewrite-timestamp) pushes copies of its new layers made at the end; the
+// layers as built are not sent to its repository during the build.
+func TestRewrittenImageNotPreuploaded(t *testing.T) {
+	proxy, reg := cacheProxy(t)
+	e := newEnv(t)
+	ctx := e.project("retimed", map[string]string{
+		"Dockerfile": "FROM " + reg + "/busybox:latest\nCOPY big.bin /big.bin\nRUN echo x > /x\n",
+		"big.bin":    bigFile(t, 256<<10),
+	})
+	proxy.Reset()
+	e.build("--build-arg", "SOURCE_DATE_EPOCH=1700000000",
+		"--output", "type=registry,name="+reg+"/retimed:1,rewrite-timestamp=true", ctx)
+	// The two re-timed layers and the config; the base layer is mounted.
+	if s := proxy.Stats(); s.BlobUploads != 3 {
+		t.Errorf("%d upload sessions carried bytes, want 3\n%+v", s.BlobUploads, s)
+	}
+}

@@ -159,8 +159,8 @@ func (h *buildHistory) record(built *Result, err error) *history.Record {
 }
 
 // failedStep is the step the build failed (or was cancelled) on. The solver reports it only as a
-// StepError naming its Dockerfile line, which the graph turns into a stage and position; its key
-// and miss reason are not reported on failure. The error itself is the record's.
+// StepError naming its Dockerfile line (which the graph turns into a stage and position), its key
+// and why it ran. The error itself is the record's.
 func (h *buildHistory) failedStep(err error, outcome string) *history.Step {
 	var se *solver.StepError
 	if h.b == nil || !errors.As(err, &se) {
@@ -173,7 +173,7 @@ func (h *buildHistory) failedStep(err error, outcome string) *history.Step {
 	for _, st := range h.b.Stages {
 		at := func(pos int) *history.Step {
 			return &history.Step{Stage: st.DisplayName(), Pos: pos, Line: se.Line, Text: se.Text, Result: result,
-				Duration: time.Since(h.last[st])}
+				Key: se.Key, Reason: se.Reason, Duration: time.Since(h.last[st])}
 		}
 		if st.Base.Line == se.Line && st.Base.Text == se.Text {
 			return at(1) // FROM is "[stage 1/n]" in progress

@@ -32,7 +32,8 @@ func newPrepush(ctx context.Context, reg *registry.Client, st *store.Store, b *g
 		p.inImage[s] = true
 	}
 	for _, out := range outs {
-		if out.Type != "registry" {
+		// A re-timed image (rewrite-timestamp) pushes copies of the new layers, made at the end.
+		if out.Type != "registry" || out.RewriteTimestamp {
 			continue
 		}
 		if names, err := normalizeNames(tags, out.Names); err == nil {

@@ -21,8 +21,22 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// ErrNotFound is wrapped by Select when a source matches nothing.
-var ErrNotFound = errors.New("not found in build context (or excluded by .dockerignore)")
+// ErrNotFound is what Select's error is (errors.Is) when a source matches nothing.
+var ErrNotFound = errors.New("not found")
+
+// notFoundError names the source and where it was looked for.
+type notFoundError struct{ what, where string }
+
+func (e *notFoundError) Error() string        { return e.what + ": not found in " + e.where }
+func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
+
+func (s *Source) notFound(what string) error {
+	where := s.Where
+	if where == "" {
+		where = "build context (or excluded by .dockerignore)"
+	}
+	return &notFoundError{what: what, where: where}
+}
 
 // ErrEscapesRoot is wrapped by Select when a source path or a top-level symlink leads outside Root.
 var ErrEscapesRoot = errors.New("path escapes the source root")
@@ -42,6 +56,7 @@ type Source struct {
 	Owners         bool       // include uid/gid in File and digest (stage sources)
 	NormalizePerms bool       // git-like: regular files 0644, or 0755 if any x bit; dirs 0755
 	StatCache      *StatCache // nil = hash every selected file
+	Where          string     // what Root is, for errors ("stage build"); "" is the build context
 	// EmptyWildcards lets a source with wildcards match nothing, as every local COPY/ADD source
 	// may in BuildKit (AllowEmptyWildcard); a missing literal source is still ErrNotFound. Off for
 	// bind mounts, whose source BuildKit requires to exist.
@@ -249,14 +264,14 @@ func (s *selector) expand(src string) ([]Match, error) {
 	}
 	if len(out) == 0 {
 		if !s.src.EmptyWildcards || !containsWildcards(p) {
-			return nil, fmt.Errorf("%q: %w", src, ErrNotFound)
+			return nil, s.src.notFound(fmt.Sprintf("%q", src))
 		}
 		// BuildKit lists the directory the wildcards start from (or the --parents pivot), so
 		// that directory must exist even when nothing in it matches.
 		if base := s.wildcardBase(src); base != "." {
 			target, fi, err := s.resolve(base)
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-				return nil, fmt.Errorf("%q: %q: %w", src, base, ErrNotFound)
+				return nil, s.src.notFound(fmt.Sprintf("%q: %q", src, base))
 			}
 			if err != nil {
 				return nil, err
@@ -264,7 +279,7 @@ func (s *selector) expand(src string) ([]Match, error) {
 			if ig, err := s.ignored(target); err != nil {
 				return nil, err
 			} else if ig && !(fi.IsDir() && s.ignore.mayReinclude(target)) {
-				return nil, fmt.Errorf("%q: %q: %w", src, base, ErrNotFound)
+				return nil, s.src.notFound(fmt.Sprintf("%q: %q", src, base))
 			}
 		}
 	}

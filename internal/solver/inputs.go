@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -390,8 +391,11 @@ func (s *solver) selectInFS(step *graph.Step, f fsState, srcs, excludes []string
 		return source{}, err
 	}
 	in.cleanups = append(in.cleanups, cleanup)
-	cs := selectRules(step, &contenthash.Source{Root: root, Owners: true})
+	cs := selectRules(step, &contenthash.Source{Root: root, Owners: true, Where: what})
 	sel, err := cs.Select(srcs, excludes)
+	if errors.Is(err, contenthash.ErrNotFound) {
+		return source{}, err // it names the stage or image already
+	}
 	if err != nil {
 		return source{}, fmt.Errorf("%s: %w", what, err)
 	}

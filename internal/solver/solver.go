@@ -249,7 +249,10 @@ func (s *solver) record(r StepResult) {
 type StepError struct {
 	Line int
 	Text string
-	Err  error
+	// Key and Reason are the step's cache key and why it ran, when it failed after they were
+	// known (empty when it failed resolving its inputs).
+	Key, Reason string
+	Err         error
 }
 
 func (e *StepError) Error() string { return e.Err.Error() }

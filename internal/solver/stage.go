@@ -126,7 +126,15 @@ func timePtr(t time.Time) *time.Time {
 }
 
 // runStep resolves a step's key, serves it from the cache or runs it, and advances the stage.
-func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step, ss *stageState, v *progress.Vertex) error {
+func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step, ss *stageState, v *progress.Vertex) (err error) {
+	var res StepResult
+	// A step that fails after its key is known says which key and why it ran (build history).
+	defer func() {
+		var se *StepError
+		if err != nil && res.Key != "" && !errors.As(err, &se) {
+			err = &StepError{Line: step.Line, Text: step.Text, Key: res.Key, Reason: res.Reason, Err: err}
+		}
+	}()
 	in, err := s.inputs(ctx, st, step, ss)
 	if err != nil {
 		return err
@@ -135,7 +143,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 	key := in.key(step, ss.fs.chain, s.opts.Compression)
 	position := fmt.Sprintf("%s|%s|%d", s.opts.Position, st.DisplayName(), step.Pos)
 	portable := fmt.Sprintf("%s|%s|%d", s.opts.PortablePosition, st.DisplayName(), step.Pos)
-	res := StepResult{Stage: st.DisplayName(), Pos: step.Pos, Text: step.Text, Key: key}
+	res = StepResult{Stage: st.DisplayName(), Pos: step.Pos, Text: step.Text, Key: key}
 
 	rec, remote, err := s.lookup(st, key)
 	if err != nil {

@@ -198,7 +198,7 @@ func (v *verifier) checkScratch() error {
 }
 
 // indexDirs hold small files written by writeFileAtomic (".tmp-…" while being written).
-var indexDirs = []string{"layers", "cache", "tags", "resolved", "records", "statcache", "selections"}
+var indexDirs = []string{"layers", "cache", "tags", "resolved", "records", "statcache", "selections", "history"}
 
 func (v *verifier) checkTempFiles() error {
 	for _, dir := range indexDirs {

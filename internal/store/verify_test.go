@@ -317,11 +317,18 @@ func TestVerifyStrayScratchTempFilesAndMounts(t *testing.T) {
 	if err := os.WriteFile(vs.path("cache", ".tmp-"+vs.rec.Key+".json-123"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A build history record interrupted mid-write.
+	if err := os.MkdirAll(vs.path("history"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vs.path("history", ".tmp-1-abc"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	s := vs.f.open(true) // Open sweeps the scratch dir; put it back as if that had failed
 	if err := os.MkdirAll(filepath.Join(stray, "merged"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{filepath.Join("tmp", "p999999-1234"), filepath.Join("cache", ".tmp-"+vs.rec.Key+".json-123")}
+	want := []string{filepath.Join("tmp", "p999999-1234"), filepath.Join("cache", ".tmp-"+vs.rec.Key+".json-123"), filepath.Join("history", ".tmp-1-abc")}
 	mounted := os.Geteuid() == 0 && unix.Mount("tmpfs", filepath.Join(stray, "merged"), "tmpfs", 0, "") == nil
 	if mounted {
 		t.Cleanup(func() { unix.Unmount(filepath.Join(stray, "merged"), unix.MNT_DETACH) })
