@@ -55,6 +55,7 @@ type buildOpts struct {
 	cacheFrom     []string
 	cacheTo       []string
 	historyKeep   int
+	check         bool
 }
 
 func newBuildCmd(g *globalOpts) *cobra.Command {
@@ -77,7 +78,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache")
 	f.StringSliceVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for these stages")
 	f.BoolVar(&o.pull, "pull", false, "resolve base image tags again")
-	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, quiet")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: "+progress.Modes+" (auto: tty when stderr is a terminal, else plain; json: one event per line, docs/PROGRESS.md)")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=image|oci|docker|registry|local[,dest=…][,tar=false]")
 	f.BoolVar(&o.push, "push", false, "push the image to its registry (same as -o type=registry)")
 	f.BoolVar(&o.load, "load", false, "keep the image in the local store (the default)")
@@ -95,6 +96,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringArrayVar(&o.mirrors, "registry-mirror", nil, "mirror for docker.io")
 	f.StringVar(&o.contextPerms, "context-perms", "keep", "context file permissions in keys and layers: keep, or normalize (0644/0755 like git)")
 	f.StringVar(&o.gcKeepStorage, "gc-keep-storage", "", "after the build, collect least recently used cache until the store fits SIZE, or off (default: config gc-keep-storage, else min(10% of disk, 20GB))")
+	f.BoolVar(&o.check, "check", false, "first print strata check's findings (with their cost from the build history) as warnings; they never fail the build")
 	f.IntVar(&o.historyKeep, "history-keep", history.DefaultKeep, "keep the last N builds in the store's history, this one included; 0 keeps none (config file: history-keep)")
 	return cmd
 }
@@ -104,17 +106,22 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	defer stop()
 	stderr := cmd.ErrOrStderr()
 
-	var sink progress.Sink
-	switch o.progress {
-	case "auto", "plain", "tty", "":
-		sink = progress.NewPlain(stderr)
-	case "quiet":
-		sink = progress.Quiet{}
-	default:
-		return fmt.Errorf("--progress=%s: use auto, plain, tty or quiet", o.progress)
+	prog, err := progress.New(o.progress, stderr)
+	if err != nil {
+		return err
 	}
+	// Everything else printed on stderr goes through the renderer, so it neither tears a live
+	// frame nor breaks the JSON stream; registered first, this runs after the error report.
+	stderr = prog.Writer()
+	defer func() {
+		prog.Close(retErr)
+		var ee *exitError
+		if retErr != nil && o.progress == "json" && !errors.As(retErr, &ee) {
+			retErr = &exitError{code: 1} // the end event carried it; main's bare line would break the stream
+		}
+	}()
 	bo := build.Options{
-		Progress: progress.NewRecorder(sink),
+		Progress: progress.NewRecorder(prog),
 		Warn:     func(s string) { fmt.Fprintf(stderr, "WARNING: %s\n", s) },
 		Tags:     o.tags, Target: o.target, NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Pull: o.pull,
 		Network: o.network, Compression: o.compression, NormalizePerms: o.contextPerms == "normalize",
@@ -139,7 +146,6 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		}
 		bo.AllowInsecure = true
 	}
-	var err error
 	if bo.Outputs, err = build.ParseOutputs(o.outputs, o.push); err != nil {
 		return err
 	}
@@ -179,6 +185,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		}
 	}
 	bo.DockerfilePath = dfPath
+	bo.Check = o.check
 	if bo.BuildArgs, err = parseKVs(o.buildArgs, true, "--build-arg"); err != nil {
 		return err
 	}
@@ -249,6 +256,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		}
 	}()
 	_, err = build.Run(ctx, bo)
+	prog.Finish(err) // the last frame goes above the error report, with the real error
 	return err
 }
 

@@ -27,7 +27,15 @@ func newCheckCmd() *cobra.Command {
 Exit status: 0 when no finding is at or above --fail-on, 1 when one is, 2 on an error.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := runCheck(cmd.OutOrStdout(), cmd.ErrOrStderr(), o, args)
+			// --root is the root command's persistent flag: the store whose build history
+			// prices the findings, resolved as `strata history` resolves it.
+			flagRoot, _ := cmd.Flags().GetString("root")
+			root, err := historyRoot(&globalOpts{root: flagRoot})
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "ERROR:", err)
+				return &exitError{code: 2}
+			}
+			code, err := runCheck(cmd.OutOrStdout(), cmd.ErrOrStderr(), o, root, args)
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "ERROR:", err)
 				return &exitError{code: 2}
@@ -47,7 +55,7 @@ Exit status: 0 when no finding is at or above --fail-on, 1 when one is, 2 on an 
 	return cmd
 }
 
-func runCheck(stdout, stderr io.Writer, o *checkOpts, args []string) (int, error) {
+func runCheck(stdout, stderr io.Writer, o *checkOpts, root string, args []string) (int, error) {
 	failOn, err := check.ParseSeverity(o.failOn)
 	if err != nil {
 		return 2, err
@@ -104,6 +112,12 @@ func runCheck(stdout, stderr io.Writer, o *checkOpts, args []string) (int, error
 	if err != nil {
 		return 2, err
 	}
+	// The history only adds prices: one that cannot be read is a note, never a failed check.
+	skipped, err := check.PriceFromHistory(rep, root)
+	if err != nil {
+		skipped = append(skipped, err.Error())
+	}
+	noteSkipped(stderr, skipped)
 	switch o.format {
 	case "text":
 		err = check.WriteText(stdout, rep)

@@ -41,6 +41,7 @@ func main() {
 	root.PersistentFlags().StringVar(&g.root, "root", "", "store directory (default /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise; STRATA_ROOT overrides)")
 	root.AddCommand(newBuildCmd(g), newImagesCmd(g), newRmiCmd(g), newDuCmd(g), newPruneCmd(g), newStoreCmd(g), newHistoryCmd(g), newVersionCmd())
 	root.AddCommand(newCheckCmd())
+	root.AddCommand(newExplainCmd(g))
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		pprof.StopCPUProfile()

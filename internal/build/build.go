@@ -14,6 +14,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/strata-build/strata/internal/check"
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
@@ -65,6 +66,8 @@ type Options struct {
 	MetadataFile string
 
 	HistoryKeep int // builds the store's history keeps, this one included: 0 = history.DefaultKeep, < 0 = none
+
+	Check bool // first warn of strata check's findings, priced from the store's history (--check)
 }
 
 // Result is a finished build.
@@ -82,6 +85,9 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	defer h.finish(&built, &err)
 	if o.Warn == nil {
 		o.Warn = func(string) {}
+	}
+	if o.Check && o.Store != nil {
+		check.Preflight(check.Options{Path: o.DockerfilePath, Dockerfile: o.Dockerfile, Context: o.ContextDir}, o.Store.Root(), o.Warn)
 	}
 	compression, err := pickCompression(o)
 	if err != nil {

@@ -113,7 +113,12 @@ func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg
 		case "local":
 			v := rec.Start("copying files to " + out.Dest)
 			if err = fetchAll(); err == nil {
-				err = solver.WriteFilesystem(st, layers, out.Dest)
+				var root string
+				var unmount func()
+				if root, unmount, err = solver.MountLayers(st, layers); err == nil {
+					err = export.WriteLocal(root, out.Dest)
+					unmount()
+				}
 			}
 			finish(v, err)
 		}

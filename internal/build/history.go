@@ -124,6 +124,9 @@ func (h *buildHistory) record(built *Result, err error) *history.Record {
 	if h.b != nil {
 		for i, st := range h.b.Stages {
 			order[st.DisplayName()] = i
+			if st.Base.Image != "" && st.Base.Digest != "" && st.Base.Context == "" {
+				r.Bases = append(r.Bases, history.Base{Stage: st.DisplayName(), Image: st.Base.Image, Digest: st.Base.Digest})
+			}
 			for _, s := range st.Steps {
 				lines[stepID(st.DisplayName(), s.Pos)] = s.Line
 			}

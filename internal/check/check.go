@@ -110,8 +110,13 @@ type Finding struct {
 	Affects Step `json:"affects"`
 	// Fixable is set when --fix has a rewrite for it (applied only if it verifies).
 	Fixable bool `json:"fixable"`
+	// Cost is what the finding cost in the recorded builds of this Dockerfile; nil when there
+	// are none, or the rule's cost is not a re-run history can see (see Price).
+	Cost *Cost `json:"cost,omitempty"`
 
-	edit func(*rewrite) error
+	edit  func(*rewrite) error
+	at    Step    // the instruction the finding is on, to find it in build records
+	price pricing // how history prices it; zero: not priced
 }
 
 // Options is one check: the Dockerfile's bytes and, when known, its build context.
@@ -182,12 +187,14 @@ type checker struct {
 	findings []Finding
 }
 
-func (c *checker) add(id string, in *instr, msg, fix string, affects *instr, edit func(*rewrite) error) {
+// add records a finding and returns it, for the rules that say how history prices it.
+func (c *checker) add(id string, in *instr, msg, fix string, affects *instr, edit func(*rewrite) error) *Finding {
 	r, _ := RuleByID(id)
 	f := Finding{Rule: r.ID, Name: r.Name, Severity: r.Severity, Line: in.node.StartLine, EndLine: in.node.EndLine,
-		Message: msg, Why: r.Why, Fix: fix, Fixable: edit != nil, edit: edit}
+		Message: msg, Why: r.Why, Fix: fix, Fixable: edit != nil, edit: edit, at: in.step()}
 	if affects != nil {
 		f.Affects = affects.step()
 	}
 	c.findings = append(c.findings, f)
+	return &c.findings[len(c.findings)-1]
 }

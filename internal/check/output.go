@@ -19,6 +19,11 @@ func WriteText(w io.Writer, r *Report) error {
 		if _, err := fmt.Fprintf(w, "%s:%d: %s %s %s: %s\n  why: %s\n  fix: %s\n", r.Path, f.Line, f.Severity, f.Rule, f.Name, f.Message, f.Why, fix); err != nil {
 			return err
 		}
+		if f.Cost != nil {
+			if _, err := fmt.Fprintf(w, "  cost: %s\n", f.Cost.Text); err != nil {
+				return err
+			}
+		}
 	}
 	if len(r.Findings) == 0 {
 		_, err := fmt.Fprintf(w, "%s: no findings\n", r.Path)
@@ -86,11 +91,12 @@ func WriteSARIF(w io.Writer, r *Report, version string) error {
 		} `json:"physicalLocation"`
 	}
 	type result struct {
-		RuleID    string     `json:"ruleId"`
-		RuleIndex int        `json:"ruleIndex"`
-		Level     string     `json:"level"`
-		Message   text       `json:"message"`
-		Locations []location `json:"locations"`
+		RuleID     string         `json:"ruleId"`
+		RuleIndex  int            `json:"ruleIndex"`
+		Level      string         `json:"level"`
+		Message    text           `json:"message"`
+		Locations  []location     `json:"locations"`
+		Properties map[string]any `json:"properties,omitempty"`
 	}
 	uri := filepath.ToSlash(r.Path)
 	base := "%SRCROOT%"
@@ -118,8 +124,15 @@ func WriteSARIF(w io.Writer, r *Report, version string) error {
 		loc.PhysicalLocation.ArtifactLocation.URI = uri
 		loc.PhysicalLocation.ArtifactLocation.URIBaseID = base
 		loc.PhysicalLocation.Region = region{f.Line, max(f.EndLine, f.Line)}
-		results = append(results, result{RuleID: f.Rule, RuleIndex: index[f.Rule], Level: sarifLevel(f.Severity),
-			Message: text{f.Message + ". Why: " + f.Why + ". Fix: " + f.Fix + "."}, Locations: []location{loc}})
+		res := result{RuleID: f.Rule, RuleIndex: index[f.Rule], Level: sarifLevel(f.Severity),
+			Message: text{f.Message + ". Why: " + f.Why + ". Fix: " + f.Fix + "."}, Locations: []location{loc}}
+		if f.Cost != nil {
+			res.Message.Text += " Cost: " + f.Cost.Text + "."
+			// A property bag, so a dashboard can sort findings by what they cost without
+			// parsing the message.
+			res.Properties = map[string]any{"cost": map[string]any{"runs": f.Cost.Runs, "builds": f.Cost.Builds, "seconds": f.Cost.Time.Seconds()}}
+		}
+		results = append(results, res)
 	}
 	log := map[string]any{
 		"$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -142,7 +155,11 @@ func WriteSARIF(w io.Writer, r *Report, version string) error {
 func (r *Report) Lines() []string {
 	out := make([]string, 0, len(r.Findings))
 	for _, f := range r.Findings {
-		out = append(out, fmt.Sprintf("%s:%d: %s %s: %s", r.Path, f.Line, f.Severity, f.Rule, f.Message))
+		l := fmt.Sprintf("%s:%d: %s %s: %s", r.Path, f.Line, f.Severity, f.Rule, f.Message)
+		if f.Cost != nil {
+			l += " (cost: " + f.Cost.Text + ")"
+		}
+		out = append(out, l)
 	}
 	return out
 }

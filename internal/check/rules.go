@@ -159,7 +159,13 @@ func (c *checker) broadCopy() {
 						fix = fmt.Sprintf("copy the %s manifests and run `%s` before copying the sources", u.eco.name, resolveCmd(u))
 					}
 					C, R, u, src := C, R, u, src
-					c.add("STR001", C, msg, fix, R, func(rw *rewrite) error { return c.fixOrder(rw, s, C, R, u, src) })
+					f := c.add("STR001", C, msg, fix, R, func(rw *rewrite) error { return c.fixOrder(rw, s, C, R, u, src) })
+					if u.install {
+						// A build step that only resolves on the side re-runs on a source edit
+						// after the fix too: only an install's re-runs are what the copy cost.
+						f.price = pricing{kind: priceBroadCopy, lead: fmt.Sprintf("%s at line %d re-ran `%s`", shortText(C), C.node.StartLine, cmd),
+							manifests: installManifests(u)}
+					}
 					break
 				}
 			}
@@ -564,7 +570,8 @@ func (c *checker) cacheMounts() {
 					return nil
 				}
 			}
-			c.add("STR003", R, msg, "RUN "+mounts+" …", R, edit)
+			c.add("STR003", R, msg, "RUN "+mounts+" …", R, edit).price = pricing{kind: priceEveryRun,
+				lead: fmt.Sprintf("`%s` (line %d) ran again", strings.TrimSpace(segments(R.run)[u.seg]), R.node.StartLine), tail: ", downloading every package each time"}
 		}
 	}
 }
@@ -588,7 +595,8 @@ func (c *checker) cleanInMount(R *instr, us []use) {
 		return
 	}
 	c.add("STR004", R, fmt.Sprintf("`%s` in a RUN that has a cache mount: the cache is emptied or bypassed", m),
-		"drop the clean: the cache mount is not part of the layer, so cleaning it only loses the downloads", R, nil)
+		"drop the clean: the cache mount is not part of the layer, so cleaning it only loses the downloads", R, nil).price = pricing{kind: priceEveryRun,
+		lead: fmt.Sprintf("%s ran again", shortText(R)), tail: fmt.Sprintf(", each time with `%s` losing the downloads", m)}
 }
 
 var aptUpdate = regexp.MustCompile(`\bapt(-get)?\s+(-\S+\s+)*update\b`)

@@ -59,7 +59,17 @@ type Record struct {
 	Outcome          string            `json:"outcome"`
 	Error            string            `json:"error,omitempty"`
 	Image            string            `json:"image,omitempty"` // manifest digest of a build that succeeded
-	Steps            []Step            `json:"steps"`
+	// Bases are the base images the build's stages resolved, so explain can say "old → new" when
+	// a tag moved. Records written before it existed lack it; readers treat that as unknown.
+	Bases []Base `json:"bases,omitempty"`
+	Steps []Step `json:"steps"`
+}
+
+// Base is the image a stage starts from, as it resolved in this build.
+type Base struct {
+	Stage  string `json:"stage"`
+	Image  string `json:"image"`  // reference as written (after ARG expansion)
+	Digest string `json:"digest"` // manifest digest it resolved to
 }
 
 // Step is one step of a build, in Dockerfile order.

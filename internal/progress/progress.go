@@ -22,6 +22,7 @@ const (
 	Miss                // the vertex will run; Data says why
 	Done                // finished successfully
 	Failed              // finished with Data as the error
+	Bytes               // a transfer moved Current of Total bytes; Data names what moves (a digest)
 )
 
 // Event is one thing that happened to a vertex.
@@ -31,6 +32,8 @@ type Event struct {
 	Kind   Kind
 	Data   string
 	Time   time.Time
+	// Current and Total count bytes, for Bytes events only; Total is 0 when unknown.
+	Current, Total int64
 }
 
 // Sink receives events. Implementations must be safe for concurrent use.
@@ -79,6 +82,12 @@ func (v *Vertex) Miss(reason string) { v.emit(Miss, reason) }
 
 // Status emits a short status line.
 func (v *Vertex) Status(format string, args ...any) { v.emit(Status, fmt.Sprintf(format, args...)) }
+
+// Bytes reports a transfer's progress; renderers that cannot show it (plain) ignore it, so it may
+// be called as often as the transfer likes.
+func (v *Vertex) Bytes(what string, current, total int64) {
+	v.r.sink.Emit(Event{Vertex: v.id, Name: v.name, Kind: Bytes, Data: what, Time: time.Now(), Current: current, Total: total})
+}
 
 // Done finishes the vertex.
 func (v *Vertex) Done() { v.emit(Done, "") }

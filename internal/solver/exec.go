@@ -194,6 +194,13 @@ func (w *workspace) remove() {
 	os.RemoveAll(w.dir)
 }
 
+// MountLayers mounts the filesystem layers make, read-only, for a reader outside the solver (the
+// local exporter); the returned func unmounts it.
+func MountLayers(st *store.Store, layers []store.Layer) (string, func(), error) {
+	s := &solver{opts: Options{Store: st}}
+	return s.mountRO(fsState{layers: layers})
+}
+
 // mountRO mounts a filesystem read-only for reading (COPY --from, bind mounts).
 func (s *solver) mountRO(f fsState) (string, func(), error) {
 	lowers, err := s.lowers(f)
