@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/strata-build/strata/internal/testenv"
 )
 
 // The parity tests build a Dockerfile modelled on one of BuildKit v0.33.1's frontend integration
@@ -61,8 +65,7 @@ USER nosuchuser
 WORKDIR /ghost
 `,
 	})
-	out := filepath.Join(e.dir, "out")
-	e.build("-o", "type=local,dest="+out, ctx)
+	out := parityRootfs(t, e, ctx)
 	parityExpect(t, out, map[string]string{
 		"exists":     "7:8 0700",
 		"exists/a":   "1500:1600 0755",
@@ -93,8 +96,7 @@ COPY --chown=1000 d /d/
 		"f":     "f\n",
 		"d/sub": "s\n",
 	})
-	out := filepath.Join(e.dir, "out")
-	e.build("-o", "type=local,dest="+out, ctx)
+	out := parityRootfs(t, e, ctx)
 	parityExpect(t, out, map[string]string{
 		"num":         "123:123",
 		"name":        "1500:1600",
@@ -203,7 +205,22 @@ func TestParityCacheKeysOwnerAndMode(t *testing.T) {
 	if err := os.Chmod(filepath.Join(ctx, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(e.dir, "out")
-	e.build("-o", "type=local,dest="+out, ctx)
+	out := parityRootfs(t, e, ctx)
 	parityExpect(t, out, map[string]string{"w": "1000:1000", "x": "0:0 0755"})
+}
+
+// parityRootfs builds ctx as an OCI layout and returns its filesystem unpacked by umoci, with the
+// owners the image records: a type=local export gives every file to the user running the build,
+// as BuildKit's does, so it cannot show them.
+func parityRootfs(t *testing.T, e *env, ctx string) string {
+	t.Helper()
+	testenv.RequireTools(t, "umoci")
+	layout := filepath.Join(e.dir, fmt.Sprintf("oci-%d", time.Now().UnixNano()))
+	e.build("-t", "parity:1", "-o", "type=oci,tar=false,dest="+layout, ctx)
+	// raw: only the filesystem (a runtime config would need USER to resolve).
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if out, err := exec.Command("umoci", "raw", "unpack", "--image", layout+":1", rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("umoci raw unpack: %v\n%s", err, out)
+	}
+	return rootfs
 }
