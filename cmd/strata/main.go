@@ -42,6 +42,7 @@ func main() {
 	root.AddCommand(newBuildCmd(g), newImagesCmd(g), newRmiCmd(g), newDuCmd(g), newPruneCmd(g), newStoreCmd(g), newHistoryCmd(g), newVersionCmd())
 	root.AddCommand(newCheckCmd())
 	root.AddCommand(newExplainCmd(g))
+	root.AddCommand(newStatsCmd(g))
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		pprof.StopCPUProfile()
