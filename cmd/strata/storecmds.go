@@ -47,7 +47,7 @@ func newImagesCmd(g *globalOpts) *cobra.Command {
 			for _, name := range sortedKeys(tags) {
 				d := tags[name]
 				created, size, lazy := imageInfo(st, d)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, d.Encoded()[:12], created, humanSize(size), lazy)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, d.Encoded()[:12], created, store.FormatSize(size), lazy)
 			}
 			return tw.Flush()
 		},
@@ -225,15 +225,7 @@ for the prune).`,
 					return fmt.Errorf("--filter %s: only until=DURATION is supported", f)
 				}
 			}
-			root := g.root
-			if root == "" {
-				root = store.DefaultRoot()
-			}
-			st, err := store.OpenNoWait(root, true)
-			if errors.Is(err, store.ErrBusy) {
-				fmt.Fprintln(cmd.ErrOrStderr(), "waiting for running builds to finish...")
-				st, err = store.Open(root, true)
-			}
+			st, err := openExclusive(cmd, g)
 			if err != nil {
 				return err
 			}
@@ -277,6 +269,7 @@ type strataConfig struct {
 	Mirrors []string `json:"registry-mirrors"` // the same key as Docker's daemon.json
 	// GCKeepStorage is the automatic GC limit: a size ("20GB", or a number of bytes) or "off".
 	GCKeepStorage json.RawMessage `json:"gc-keep-storage"`
+	HistoryKeep   *int            `json:"history-keep"` // builds kept in the history (build records)
 }
 
 func configPath() string {
@@ -396,19 +389,6 @@ func binSize(n int64) string {
 	return ""
 }
 
-func humanSize(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%cB", float64(n)/float64(div), "kMGTPE"[exp])
-}
-
 func normalizeName(s string) (string, error) { return solver.NormalizeRef(s) }
 
 func newStoreCmd(g *globalOpts) *cobra.Command {
@@ -438,15 +418,7 @@ touched, and everything removed costs at most a rebuild or a pull.
 Like prune, verify needs the store to itself: it waits for running builds to finish.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			root := g.root
-			if root == "" {
-				root = store.DefaultRoot()
-			}
-			st, err := store.OpenNoWait(root, true)
-			if errors.Is(err, store.ErrBusy) {
-				fmt.Fprintln(cmd.ErrOrStderr(), "waiting for running builds to finish...")
-				st, err = store.Open(root, true)
-			}
+			st, err := openExclusive(cmd, g)
 			if err != nil {
 				return err
 			}
@@ -468,4 +440,19 @@ Like prune, verify needs the store to itself: it waits for running builds to fin
 	}
 	cmd.Flags().BoolVar(&repair, "repair", false, "remove what is broken so the store is consistent again")
 	return cmd
+}
+
+// openExclusive opens the store for prune or verify, which need it to themselves: it says so
+// and waits while builds hold it.
+func openExclusive(cmd *cobra.Command, g *globalOpts) (*store.Store, error) {
+	root := g.root
+	if root == "" {
+		root = store.DefaultRoot()
+	}
+	st, err := store.OpenNoWait(root, true)
+	if errors.Is(err, store.ErrBusy) {
+		fmt.Fprintln(cmd.ErrOrStderr(), "waiting for running builds to finish...")
+		st, err = store.Open(root, true)
+	}
+	return st, err
 }

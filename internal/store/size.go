@@ -64,3 +64,17 @@ func DefaultLimit(root string) int64 {
 	}
 	return min(disk/10, MaxDefaultLimit)
 }
+
+// FormatSize prints a byte count in decimal units as `docker images` does (1.2MB).
+func FormatSize(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
