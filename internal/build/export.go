@@ -103,7 +103,9 @@ func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg
 				}
 			}
 			if err == nil {
+				meter := v.ByteMeter(100 * time.Millisecond)
 				err = reg.Push(ctx, img, st, names, func(d digest.Digest) string { return remoteOf[d] }, func(d ocispec.Descriptor, done, total int64) {
+					meter(d.Digest.String(), done, total)
 					if done == total {
 						v.Status("pushing %s %d/%d bytes done", d.Digest.Encoded()[:12], done, total)
 					}

@@ -205,3 +205,24 @@ func (t Tee) Emit(e Event) {
 		s.Emit(e)
 	}
 }
+
+// ByteMeter returns a Bytes reporter for transfers that report every read: per transfer (what),
+// it passes on at most one event per interval, plus the first and the last (current == total),
+// so a JSON reader gets a handful of lines per blob. Safe for concurrent transfers.
+func (v *Vertex) ByteMeter(interval time.Duration) func(what string, current, total int64) {
+	var mu sync.Mutex
+	last := map[string]time.Time{}
+	return func(what string, current, total int64) {
+		mu.Lock()
+		now := time.Now()
+		t, seen := last[what]
+		send := !seen || current == total || now.Sub(t) >= interval
+		if send {
+			last[what] = now
+		}
+		mu.Unlock()
+		if send {
+			v.Bytes(what, current, total)
+		}
+	}
+}

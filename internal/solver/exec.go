@@ -273,16 +273,23 @@ func (s *solver) unpackSnapshot(l store.Layer) (string, error) {
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "fs")
 	unpacked := false
-	if !st.Has(l.Digest) && l.Remote != "" {
+	if !st.Has(l.Digest) && l.Remote != "" && (s.opts.FetchStream != nil || s.opts.Fetch != nil) {
+		v := s.startPull(l)
 		switch {
 		case s.opts.FetchStream != nil:
-			if unpacked, err = s.fetchAndUnpack(l, dir); err != nil {
-				return "", fmt.Errorf("layer %s: %w", l.Digest, err)
+			unpacked, err = s.fetchAndUnpack(l, dir, v)
+		default:
+			err = s.opts.Fetch(s.ctx, l)
+		}
+		if err != nil {
+			err = fmt.Errorf("layer %s: %w", l.Digest, err)
+			if v != nil {
+				v.Fail(err)
 			}
-		case s.opts.Fetch != nil:
-			if err := s.opts.Fetch(s.ctx, l); err != nil {
-				return "", fmt.Errorf("layer %s: %w", l.Digest, err)
-			}
+			return "", err
+		}
+		if v != nil {
+			v.Done()
 		}
 	}
 	if !unpacked {
@@ -301,7 +308,7 @@ func (s *solver) unpackSnapshot(l store.Layer) (string, error) {
 // reports whether dir holds the layer: not when the download had to be retried (the unpack saw a
 // partial stream) or the unpack failed on the streamed bytes, in which case the caller unpacks
 // the stored, verified blob. The snapshot is committed only after the blob is verified.
-func (s *solver) fetchAndUnpack(l store.Layer, dir string) (bool, error) {
+func (s *solver) fetchAndUnpack(l store.Layer, dir string, v *progress.Vertex) (bool, error) {
 	pr, pw := io.Pipe()
 	unpackErr := make(chan error, 1)
 	go func() {
@@ -317,7 +324,11 @@ func (s *solver) fetchAndUnpack(l store.Layer, dir string) (bool, error) {
 		io.Copy(io.Discard, pr)
 		unpackErr <- err
 	}()
-	streamed, err := s.opts.FetchStream(s.ctx, l, pw)
+	var tee io.Writer = pw
+	if v != nil {
+		tee = newByteCounter(pw, v, l.Digest.String(), l.Size)
+	}
+	streamed, err := s.opts.FetchStream(s.ctx, l, tee)
 	if streamed {
 		pw.Close()
 	} else {

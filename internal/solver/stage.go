@@ -64,7 +64,14 @@ func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) 
 		ss.fs = base.fs
 		ss.history = base.history
 		ss.created = base.created
-		v.Cached()
+		// CACHED only when the image is all here: a base whose layers are still in the registry
+		// is not a cache hit, and its pull shows as its own line when a step needs the bytes.
+		if n, size := s.lazyLayers(base.fs); n > 0 {
+			v.Status("%d layer(s), %s, pulled when a step runs on them", n, store.FormatSize(size))
+			v.Done()
+		} else {
+			v.Cached()
+		}
 	}
 
 	pos := 1
@@ -280,4 +287,16 @@ func stepDeps(step *graph.Step) []*graph.Stage {
 		}
 	}
 	return deps
+}
+
+// lazyLayers counts the layers of fs that are neither unpacked nor held as blobs in the store.
+func (s *solver) lazyLayers(fs fsState) (n int, size int64) {
+	st := s.opts.Store
+	for _, l := range fs.layers {
+		if !st.HasSnapshot(l.DiffID) && !st.Has(l.Digest) {
+			n++
+			size += l.Size
+		}
+	}
+	return n, size
 }
