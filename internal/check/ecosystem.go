@@ -52,6 +52,10 @@ type use struct {
 	manifests  []string // manifests the command names (pip -r FILE)
 	seg        int      // index of the command segment
 	wrapper    string   // ./mvnw, ./gradlew: files the resolve step also needs
+	// dir is where the command runs when not in the RUN's working directory: a `cd DIR` earlier
+	// in the same RUN, or the tool's own directory flag (npm --prefix, yarn --cwd…). Relative
+	// paths are from the RUN's working directory.
+	dir string
 }
 
 var segSplit = regexp.MustCompile(`&&|\|\||;|\||\n`)
@@ -63,9 +67,13 @@ func segments(s string) []string {
 	return segSplit.Split(s, -1)
 }
 
-// words returns a segment's words without leading VAR=value assignments, sudo, env and cd.
+// words returns a segment's words, unquoted, without leading VAR=value assignments, sudo and
+// env.
 func words(seg string) []string {
 	f := strings.Fields(seg)
+	for i, w := range f {
+		f[i] = unquote(w)
+	}
 	for len(f) > 0 {
 		switch {
 		case strings.Contains(f[0], "=") && !strings.HasPrefix(f[0], "-"):
@@ -77,6 +85,14 @@ func words(seg string) []string {
 		}
 	}
 	return f
+}
+
+// unquote removes the quotes around a whole word, as the shell would ("./App/App.csproj").
+func unquote(w string) string {
+	if len(w) >= 2 && (w[0] == '"' || w[0] == '\'') && w[len(w)-1] == w[0] {
+		return w[1 : len(w)-1]
+	}
+	return w
 }
 
 func has(f []string, vals ...string) bool {
@@ -101,22 +117,80 @@ func positional(f []string, n int) []string {
 	return out
 }
 
-// uses finds the package-manager invocations in a RUN's text.
+// uses finds the package-manager invocations in a RUN's text. A `cd DIR` segment moves the
+// commands after it (`cd frontend && npm ci` installs frontend's manifests); subshells are not
+// tracked, so a `cd` inside one is taken to last.
 func uses(run string) []use {
 	var out []use
+	cd := ""
 	for i, seg := range segments(run) {
 		f := words(seg)
 		if len(f) == 0 {
 			continue
 		}
+		if f[0] == "cd" {
+			if len(f) == 2 && f[1] != "-" {
+				cd = joinDir(cd, f[1])
+			}
+			continue
+		}
 		u := classify(f)
 		if u.eco != nil {
 			u.seg = i
+			u.dir = joinDir(cd, u.dir)
 			out = append(out, u)
 		}
 	}
 	return out
 }
+
+// joinDir applies a change of directory to dir ("" = where the RUN starts).
+func joinDir(dir, to string) string {
+	switch {
+	case to == "" || to == ".":
+		return dir
+	case strings.HasPrefix(to, "/") || dir == "":
+		return path.Clean(to)
+	}
+	return path.Join(dir, to)
+}
+
+// wd returns the absolute directory the command runs in, "" when unknown.
+func (u use) wd(R *instr) string {
+	if u.dir == "" {
+		return R.wd
+	}
+	return R.abs(u.dir)
+}
+
+// dirFlag removes a directory option and its value (`--prefix DIR`, `--prefix=DIR`) from f and
+// returns the value, so that the value is not read as a package name.
+func dirFlag(f []string, names ...string) (string, []string) {
+	dir := ""
+	out := make([]string, 0, len(f))
+	for i := 0; i < len(f); i++ {
+		matched := false
+		for _, n := range names {
+			if f[i] == n && i+1 < len(f) {
+				dir, matched = f[i+1], true
+				i++
+				break
+			}
+			if strings.HasPrefix(f[i], n+"=") {
+				dir, matched = strings.TrimPrefix(f[i], n+"="), true
+				break
+			}
+		}
+		if !matched {
+			out = append(out, f[i])
+		}
+	}
+	return dir, out
+}
+
+// npmInstall and npmCI are npm's documented names for install and ci.
+var npmInstall = map[string]bool{"install": true, "i": true, "add": true, "in": true, "ins": true, "inst": true, "insta": true, "instal": true, "isnt": true, "isnta": true, "isntal": true, "isntall": true,
+	"ci": true, "clean-install": true, "ic": true, "install-clean": true, "isntall-clean": true}
 
 func classify(f []string) use {
 	cmd := path.Base(f[0])
@@ -126,22 +200,28 @@ func classify(f []string) use {
 	}
 	switch cmd {
 	case "npm":
-		if (sub == "ci" || sub == "install" || sub == "i") && !has(f, "-g", "--global") && len(positional(f, 2)) == 0 {
-			return use{eco: ecosystems["npm"], install: true}
+		dir, g := dirFlag(f, "--prefix", "-C")
+		if len(g) > 1 && npmInstall[g[1]] && !has(g, "-g", "--global") && len(positional(g, 2)) == 0 {
+			return use{eco: ecosystems["npm"], install: true, dir: dir}
 		}
 	case "yarn":
-		if (len(f) == 1 || sub == "install" || strings.HasPrefix(sub, "--")) && !has(f, "global") {
-			return use{eco: ecosystems["yarn"], install: true}
+		dir, g := dirFlag(f, "--cwd")
+		sub = ""
+		if len(g) > 1 {
+			sub = g[1]
+		}
+		if (len(g) == 1 || sub == "install" || strings.HasPrefix(sub, "--")) && !has(g, "global") {
+			return use{eco: ecosystems["yarn"], install: true, dir: dir}
 		}
 	case "pnpm":
-		if sub == "install" || sub == "i" || sub == "fetch" {
-			if len(positional(f, 2)) == 0 {
-				return use{eco: ecosystems["pnpm"], install: true}
-			}
+		dir, g := dirFlag(f, "--dir", "-C")
+		if len(g) > 1 && (g[1] == "install" || g[1] == "i" || g[1] == "fetch") && len(positional(g, 2)) == 0 {
+			return use{eco: ecosystems["pnpm"], install: true, dir: dir}
 		}
 	case "bun":
-		if (sub == "install" || sub == "i") && len(positional(f, 2)) == 0 {
-			return use{eco: ecosystems["bun"], install: true}
+		dir, g := dirFlag(f, "--cwd")
+		if len(g) > 1 && (g[1] == "install" || g[1] == "i") && len(positional(g, 2)) == 0 {
+			return use{eco: ecosystems["bun"], install: true, dir: dir}
 		}
 	case "pip", "pip3", "python", "python3":
 		if cmd == "python" || cmd == "python3" {
@@ -250,12 +330,15 @@ func classify(f []string) use {
 			return use{eco: ecosystems["gradle"], wrapper: wrapper}
 		}
 	case "composer":
-		if sub == "install" || sub == "update" {
-			return use{eco: ecosystems["composer"], install: true}
+		dir, g := dirFlag(f, "--working-dir", "-d")
+		if len(g) > 1 && (g[1] == "install" || g[1] == "update") {
+			return use{eco: ecosystems["composer"], install: true, dir: dir}
 		}
 	case "dotnet":
 		if sub == "restore" {
-			return use{eco: ecosystems["dotnet"], install: true, manifests: positional(f, 2)}
+			// Options that take a value, so the value is not read as the project to restore.
+			_, g := dirFlag(f, "-r", "--runtime", "-s", "--source", "-a", "--arch", "--os", "--packages", "--configfile", "-v", "--verbosity", "--lock-file-path")
+			return use{eco: ecosystems["dotnet"], install: true, manifests: positional(g, 2)}
 		}
 		if (sub == "publish" || sub == "build" || sub == "test") && !has(f, "--no-restore") {
 			return use{eco: ecosystems["dotnet"]}

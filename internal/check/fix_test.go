@@ -116,3 +116,19 @@ func TestUnifiedDiff(t *testing.T) {
 		t.Error("diff of equal texts is not empty")
 	}
 }
+
+// TestFixSkipsInstallInOtherDirectory: the manifest copies a rewrite would insert are computed
+// from the RUN's working directory, so an install that runs elsewhere (cd, --prefix) is
+// reported but not rewritten.
+func TestFixSkipsInstallInOtherDirectory(t *testing.T) {
+	df := noMountAdvice + "FROM node\nWORKDIR /app\nCOPY js js\nRUN cd js && npm ci\n"
+	res := fix(t, df, nil)
+	for _, a := range res.Applied {
+		if a.Rule == "STR001" {
+			t.Errorf("STR001 rewritten:\n%s", res.Dockerfile)
+		}
+	}
+	if len(lines(lint(t, df, nil), "STR001")) != 1 {
+		t.Errorf("STR001 not reported")
+	}
+}

@@ -40,7 +40,7 @@ func (c *checker) broadSource(C, R *instr, u use) (string, bool) {
 				}
 				continue
 			}
-			sub := rel(C.abs(dest), R.wd)
+			sub := rel(C.abs(dest), u.wd(R))
 			if sub != "" && len(c.ctx.matching(path.Join(clean, sub), u.eco.manifests[0])) > 0 {
 				return clean, true
 			}
@@ -48,7 +48,7 @@ func (c *checker) broadSource(C, R *instr, u use) (string, bool) {
 		}
 		base := path.Base(clean)
 		if strings.HasSuffix(s, "/") || !strings.Contains(base, ".") {
-			if known := isManifestName(base); !known && covers(C.abs(dest), append(manifestPaths(R, u), R.wd)) {
+			if known := isManifestName(base); !known && covers(C.abs(dest), append(manifestPaths(R, u), u.wd(R))) {
 				return clean, true
 			}
 		}
@@ -71,17 +71,23 @@ func isManifestName(b string) bool {
 	return false
 }
 
-// manifestPaths are the absolute paths of the manifests the install names (pip -r), else its
-// working directory.
+// manifestPaths are the absolute paths of the manifests the install names (pip -r), else the
+// directory it runs in.
 func manifestPaths(R *instr, u use) []string {
 	var out []string
+	wd := u.wd(R)
 	for _, m := range u.manifests {
-		if a := R.abs(m); a != "" {
-			out = append(out, a)
+		a := path.Clean(m)
+		if !strings.HasPrefix(m, "/") {
+			if wd == "" {
+				continue
+			}
+			a = path.Join(wd, m)
 		}
+		out = append(out, a)
 	}
-	if len(out) == 0 && R.wd != "" {
-		out = append(out, R.wd)
+	if len(out) == 0 && wd != "" {
+		out = append(out, wd)
 	}
 	return out
 }
@@ -265,6 +271,11 @@ func setupSeg(seg string) bool {
 // are unchanged) and the broad copy moves after it. A build step that resolves as a side effect
 // gets a dependency-only step inserted before the broad copy instead.
 func (c *checker) fixOrder(rw *rewrite, s *stage, C, R *instr, u use, src string) error {
+	if u.dir != "" {
+		// The install runs elsewhere than its RUN's working directory (cd, --prefix): the
+		// manifest copies below are computed from that directory, so no rewrite is offered.
+		return errNoFix
+	}
 	_, dest, _ := copySources(C)
 	destAbs := C.abs(dest)
 	var sub string

@@ -38,6 +38,15 @@ func TestRules(t *testing.T) {
 		{"global tool install is not a dependency install", "STR001", "FROM node\nCOPY . .\nRUN npm install -g pnpm\n", nil, nil},
 		{"copy from a stage is not the context", "STR001", "FROM node AS a\nFROM node\nWORKDIR /app\nCOPY --from=a /app .\nRUN npm ci\n", nil, nil},
 		{"install in another stage", "STR001", "FROM node AS deps\nWORKDIR /app\nCOPY package.json .\nRUN npm ci\nFROM node\nCOPY . .\nRUN npm run build\n", nil, nil},
+		// Found missed on real-world files (testdata/realworld): npm's aliases, installs run in a
+		// directory of their own, quoted project paths.
+		{"npm clean-install is npm ci", "STR001", "FROM node\nWORKDIR /app\nCOPY ./web .\nRUN npm clean-install\n", nil, []int{3}},
+		{"cd into the copied directory", "STR001", "FROM node\nWORKDIR /app\nCOPY js js\nRUN cd js && npm ci && npm run build\n", nil, []int{3}},
+		{"cd into another directory", "STR001", "FROM node\nWORKDIR /app\nCOPY js js\nRUN cd web && npm ci\n", nil, nil},
+		{"npm --prefix into the copied directory", "STR001", "FROM node\nWORKDIR /app\nCOPY assets assets\nRUN npm ci --prefix ./assets\n", nil, []int{3}},
+		{"npm --prefix after its manifests", "STR001", "FROM node\nWORKDIR /app\nCOPY assets/package.json assets/package-lock.json ./assets/\nRUN npm ci --prefix ./assets\nCOPY assets assets\n", nil, nil},
+		{"quoted dotnet project with a runtime", "STR001", "FROM sdk\nWORKDIR /src\nCOPY [\"/src/api/\", \"Api/\"]\nRUN dotnet restore \"./Api/Api.csproj\" -r linux-x64\n", nil, []int{3}},
+		{"quoted dotnet project copied alone", "STR001", "FROM sdk\nWORKDIR /src\nCOPY [\"src/api/Api.csproj\", \"Api/\"]\nRUN dotnet restore \"./Api/Api.csproj\" -r linux-x64\nCOPY src/api Api\n", nil, nil},
 
 		// STR002
 		{"maven child poms missing", "STR002", "FROM maven\nWORKDIR /b\nCOPY pom.xml .\nRUN mvn dependency:go-offline\n",

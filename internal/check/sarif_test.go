@@ -10,7 +10,7 @@ import (
 // TestSARIFShape checks what GitHub code scanning requires of an upload (SARIF 2.1.0): version,
 // one run with a named driver whose rules have unique IDs, and results with a rule ID, a level
 // SARIF knows, a message and a relative location with a 1-based line. The full schema check
-// is in docs/CHECK.md (run once with the OASIS schema; CI has no network to fetch it).
+// against the OASIS schema is TestSARIFSchema (sarif_schema_test.go).
 func TestSARIFShape(t *testing.T) {
 	r := lint(t, "FROM node\nWORKDIR /app\nCOPY . .\nRUN npm ci\nADD https://e.com/x /x\n", nil)
 	var buf bytes.Buffer
