@@ -56,6 +56,12 @@ type buildOpts struct {
 	cacheTo       []string
 	historyKeep   int
 	check         bool
+	addHosts      []string
+	ulimits       []string
+	shmSize       string
+	quiet         bool
+	call          string
+	annotations   []string
 }
 
 func newBuildCmd(g *globalOpts) *cobra.Command {
@@ -97,6 +103,12 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringVar(&o.contextPerms, "context-perms", "keep", "context file permissions in keys and layers: keep, or normalize (0644/0755 like git)")
 	f.StringVar(&o.gcKeepStorage, "gc-keep-storage", "", "after the build, collect least recently used cache until the store fits SIZE, or off (default: config gc-keep-storage, else min(10% of disk, 20GB))")
 	f.BoolVar(&o.check, "check", false, "first print strata check's findings (with their cost from the build history) as warnings; they never fail the build")
+	f.StringArrayVar(&o.addHosts, "add-host", nil, "extra /etc/hosts entry for RUN: HOST:IP (HOST:host-gateway is 127.0.0.1: RUN shares the host's network); repeatable")
+	f.StringArrayVar(&o.ulimits, "ulimit", nil, "resource limit for RUN: NAME=SOFT[:HARD], e.g. nofile=1024:2048; repeatable")
+	f.StringVar(&o.shmSize, "shm-size", "", "size of /dev/shm in RUN, e.g. 128m (default 64m)")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output; print the image ID (config digest) on success")
+	f.StringVar(&o.call, "call", "build", "what to do: build, targets (list stages), outline (build args and secrets of the target), check (strata check's findings)")
+	f.StringArrayVar(&o.annotations, "annotation", nil, "annotation KEY=VALUE on the image manifest (or [manifest|manifest-descriptor|index|index-descriptor:]KEY=VALUE); repeatable")
 	f.IntVar(&o.historyKeep, "history-keep", history.DefaultKeep, "keep the last N builds in the store's history, this one included; 0 keeps none (config file: history-keep)")
 	return cmd
 }
@@ -200,6 +212,9 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		return err
 	}
 	if bo.Secrets, err = parseSecrets(o.secrets); err != nil {
+		return err
+	}
+	if bo.Sandbox, err = build.ParseSandbox(o.addHosts, o.ulimits, o.shmSize); err != nil {
 		return err
 	}
 	bo.NamedContexts = map[string]string{}

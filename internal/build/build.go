@@ -56,6 +56,7 @@ type Options struct {
 	Secrets        map[string][]byte
 	AllowInsecure  bool
 	Network        string
+	Sandbox        graph.Sandbox // --add-host, --ulimit, --shm-size: every RUN gets them
 	Runtime        executor.Config
 	Compression    string // "" = from an output or cache attribute, else gzip
 	NormalizePerms bool
@@ -152,6 +153,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	b, err := dockerfile.Parse(ctx, dockerfile.Options{
 		Dockerfile: o.Dockerfile, Filename: dfName, BuildArgs: o.BuildArgs, Target: o.Target,
 		Platform: o.Platform, Labels: o.Labels, NamedContexts: named, Resolver: resolver,
+		Sandbox: o.Sandbox,
 	})
 	if err != nil {
 		if imported != nil {

@@ -354,6 +354,7 @@ func (b *builder) dispatchRun(s *stageState, st *state, c *command, x *instructi
 		Network:  instructions.GetNetwork(x),
 		Security: instructions.GetSecurity(x),
 		ProxyEnv: cloneStrings(b.proxyEnv),
+		Sandbox:  b.opts.Sandbox,
 	}
 	args := x.CmdLine
 	if len(x.Files) > 0 {
