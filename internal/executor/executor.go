@@ -84,8 +84,8 @@ type Spec struct {
 	Ulimits []Ulimit
 	ShmSize int64 // bytes of /dev/shm; 0 = 64 MiB, Docker's default
 	Mounts  []Mount
-	Stdout   io.Writer
-	Stderr   io.Writer
+	Stdout  io.Writer
+	Stderr  io.Writer
 }
 
 // Host is one /etc/hosts entry.

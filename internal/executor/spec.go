@@ -113,7 +113,7 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 			// RUN step as a non-root USER may call sudo, su or another setuid binary. What it
 			// can gain is bounded by the capability bounding set and the seccomp profile.
 			NoNewPrivileges: false,
-			Rlimits: rlimits(spec.Ulimits),
+			Rlimits:         rlimits(spec.Ulimits),
 		},
 		Hostname: spec.Hostname,
 		Linux: &specs.Linux{
