@@ -87,7 +87,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringVar(&o.progress, "progress", "auto", "progress output: "+progress.Modes+" (auto: tty when stderr is a terminal, else plain; json: one event per line, docs/PROGRESS.md)")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=image|oci|docker|registry|local[,dest=…][,tar=false]")
 	f.BoolVar(&o.push, "push", false, "push the image to its registry (same as -o type=registry)")
-	f.BoolVar(&o.load, "load", false, "keep the image in the local store (the default)")
+	f.BoolVar(&o.load, "load", false, "also load the image into the Docker or Podman daemon, when one answers (it is always in strata's store)")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image manifest digest to this file")
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra context NAME=DIR|docker-image://REF|oci-layout://PATH")
@@ -117,6 +117,12 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stderr := cmd.ErrOrStderr()
+	if o.quiet && o.progress != "json" {
+		o.progress = "quiet" // buildx: -q keeps only the image ID (and the error)
+	}
+	if o.call != "build" {
+		return runCall(cmd, g, o, contextArg)
+	}
 
 	prog, err := progress.New(o.progress, stderr)
 	if err != nil {
@@ -137,7 +143,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		Warn:     func(s string) { fmt.Fprintf(stderr, "WARNING: %s\n", s) },
 		Tags:     o.tags, Target: o.target, NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Pull: o.pull,
 		Network: o.network, Compression: o.compression, NormalizePerms: o.contextPerms == "normalize",
-		IIDFile: o.iidfile, MetadataFile: o.metadataFile,
+		IIDFile: o.iidfile, MetadataFile: o.metadataFile, Load: o.load,
 		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
 	}
 	if o.platform != "" && o.platform != "linux/amd64" {
@@ -270,8 +276,12 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 			retErr = reportError(stderr, dfName, bo.Dockerfile, retErr)
 		}
 	}()
-	_, err = build.Run(ctx, bo)
+	res, err := build.Run(ctx, bo)
 	prog.Finish(err) // the last frame goes above the error report, with the real error
+	if err == nil && o.quiet {
+		// buildx prints the image ID, the config digest, as docker images shows it.
+		fmt.Fprintln(cmd.OutOrStdout(), res.Image.Config.Digest)
+	}
 	return err
 }
 

@@ -50,6 +50,7 @@ type Options struct {
 	Pull          bool
 
 	Outputs   []Output
+	Load      bool // --load: also load the image into a Docker or Podman daemon, when one answers
 	CacheFrom []remotecache.Spec
 	CacheTo   []remotecache.Spec
 
@@ -97,6 +98,20 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	for _, out := range o.Outputs {
 		if out.Type == "registry" && len(o.Tags) == 0 && len(out.Names) == 0 {
 			return nil, errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
+		}
+	}
+	if o.Load {
+		lp, lerr := planLoad(ctx, &o, findDaemon)
+		if lerr != nil {
+			return nil, lerr
+		}
+		if lp != nil {
+			defer lp.cleanup()
+			defer func() {
+				if err == nil {
+					err = lp.load(ctx, o.Progress)
+				}
+			}()
 		}
 	}
 	// A bad name fails now, not after every step has run.
