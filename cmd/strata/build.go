@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -91,7 +92,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image manifest digest to this file")
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra context NAME=DIR|docker-image://REF|oci-layout://PATH")
-	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env] (id alone: env var ID if set, else file ID)")
 	f.StringArrayVar(&o.allow, "allow", nil, "extra privileges: security.insecure")
 	f.StringVar(&o.network, "network", "default", "network for RUN: default (host), host, none")
 	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for RUN (runc or crun)")
@@ -307,41 +308,75 @@ func parseKVs(list []string, fromEnv bool, flag string) (map[string]string, erro
 	return m, nil
 }
 
+// maxSecretSize is BuildKit's limit on one secret (secretsprovider.MaxSecretSize).
+const maxSecretSize = 500 * 1024
+
+// parseSecrets reads --secret as buildx and BuildKit's secrets provider do: CSV fields
+// id=, src=|source=, env=, type=file|env (type=env takes src= as the variable's name); with
+// neither src nor env, the variable named like the id if it is set, else the file named like
+// it. A variable that is not set is a secret that was not given: a RUN that requires it fails,
+// others run without it.
 func parseSecrets(list []string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, s := range list {
-		attrs := map[string]string{}
-		for _, kv := range strings.Split(s, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			attrs[k] = v
+		if s == "" {
+			continue
 		}
-		id := attrs["id"]
+		fields, err := csv.NewReader(strings.NewReader(s)).Read()
+		if err != nil {
+			return nil, fmt.Errorf("--secret %q: %w", s, err)
+		}
+		var id, src, env, typ string
+		for _, f := range fields {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				return nil, fmt.Errorf("--secret %q: field %q must be KEY=VALUE", s, f)
+			}
+			switch strings.ToLower(k) {
+			case "type":
+				if v != "file" && v != "env" {
+					return nil, fmt.Errorf("--secret %q: type=%s: use file or env", s, v)
+				}
+				typ = v
+			case "id":
+				id = v
+			case "src", "source":
+				src = v
+			case "env":
+				env = v
+			default:
+				return nil, fmt.Errorf("--secret %q: unknown key %q (id, src, env, type)", s, k)
+			}
+		}
+		if typ == "env" && env == "" {
+			env, src = src, ""
+		}
 		if id == "" {
 			return nil, fmt.Errorf("--secret %q: missing id=", s)
 		}
-		switch {
-		case attrs["src"] != "" || attrs["source"] != "":
-			p := attrs["src"]
-			if p == "" {
-				p = attrs["source"]
+		if env == "" && src == "" {
+			if _, ok := os.LookupEnv(id); ok {
+				env = id
+			} else {
+				src = id
 			}
-			data, err := os.ReadFile(p)
+		}
+		if src != "" {
+			st, err := os.Stat(src)
+			if err != nil {
+				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
+			}
+			if st.Size() > maxSecretSize {
+				return nil, fmt.Errorf("--secret id=%s: %s is %d bytes, over the 500KiB a secret may hold", id, src, st.Size())
+			}
+			data, err := os.ReadFile(src)
 			if err != nil {
 				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
 			}
 			out[id] = data
-		case attrs["env"] != "":
-			v, ok := os.LookupEnv(attrs["env"])
-			if !ok {
-				return nil, fmt.Errorf("--secret id=%s: environment variable %s is not set", id, attrs["env"])
-			}
-			out[id] = []byte(v)
-		default:
-			// buildx: id alone reads the env var of the same name.
-			v, ok := os.LookupEnv(id)
-			if !ok {
-				return nil, fmt.Errorf("--secret %q: give src=FILE or env=VAR", s)
-			}
+			continue
+		}
+		if v, ok := os.LookupEnv(env); ok {
 			out[id] = []byte(v)
 		}
 	}
