@@ -168,6 +168,9 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	if bo.Outputs, err = build.ParseOutputs(o.outputs, o.push); err != nil {
 		return err
 	}
+	if bo.Annotations, err = build.ParseAnnotations(o.annotations); err != nil {
+		return err
+	}
 	for _, s := range o.cacheFrom {
 		sp, err := remotecache.ParseSpec(s, false)
 		if err != nil {

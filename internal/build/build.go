@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -50,6 +51,8 @@ type Options struct {
 	Pull          bool
 
 	Outputs   []Output
+	// Annotations (--annotation) go on every image output, before the output's own.
+	Annotations []Annotation
 	Load      bool // --load: also load the image into a Docker or Podman daemon, when one answers
 	CacheFrom []remotecache.Spec
 	CacheTo   []remotecache.Spec
@@ -99,6 +102,17 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		if out.Type == "registry" && len(o.Tags) == 0 && len(out.Names) == 0 {
 			return nil, errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
 		}
+	}
+	o.Outputs = slices.Clone(o.Outputs)
+	for i, out := range o.Outputs {
+		if out.Type == "local" || out.Type == "tar" {
+			continue
+		}
+		out.Annotations = append(slices.Clone(o.Annotations), out.Annotations...)
+		if out.manifestAnn, out.descriptorAnn, err = annotationsFor(out.Annotations, o.Platform, "--output type="+out.Type); err != nil {
+			return nil, err
+		}
+		o.Outputs[i] = out
 	}
 	if o.Load {
 		lp, lerr := planLoad(ctx, &o, findDaemon)
