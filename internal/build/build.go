@@ -50,12 +50,12 @@ type Options struct {
 	NoCacheFilter []string
 	Pull          bool
 
-	Outputs   []Output
+	Outputs []Output
 	// Annotations (--annotation) go on every image output, before the output's own.
 	Annotations []Annotation
-	Load      bool // --load: also load the image into a Docker or Podman daemon, when one answers
-	CacheFrom []remotecache.Spec
-	CacheTo   []remotecache.Spec
+	Load        bool // --load: also load the image into a Docker or Podman daemon, when one answers
+	CacheFrom   []remotecache.Spec
+	CacheTo     []remotecache.Spec
 
 	Secrets        map[string][]byte
 	AllowInsecure  bool
