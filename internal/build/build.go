@@ -103,6 +103,9 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 			return nil, errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
 		}
 	}
+	if err := buildkitArgs(&o); err != nil {
+		return nil, err
+	}
 	o.Outputs = slices.Clone(o.Outputs)
 	for i, out := range o.Outputs {
 		if out.Type == "local" || out.Type == "tar" {

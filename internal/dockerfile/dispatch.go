@@ -471,6 +471,11 @@ func (b *builder) mount(s *stageState, st *state, m *instructions.Mount, src *sr
 		if gm.ID == "" {
 			gm.ID = path.Clean(m.Target)
 		}
+		// BuildKit names every cache mount NS/ID; strata's ids stay bare without a namespace so
+		// existing caches keep their names.
+		if ns := b.opts.BuildArgs["BUILDKIT_CACHE_MOUNT_NS"]; ns != "" {
+			gm.ID = ns + "/" + gm.ID
+		}
 		if gm.Sharing == "" {
 			gm.Sharing = string(instructions.MountSharingShared)
 		}
