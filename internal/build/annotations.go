@@ -100,7 +100,7 @@ func annotationsFor(anns []Annotation, p ocispec.Platform, output string) (manif
 			}
 			descriptor[a.Key] = a.Value
 		default:
-			return nil, nil, fmt.Errorf("%s: %s annotation %s: index annotations not supported for single platform export (the image is one manifest, with no index); use manifest: or manifest-descriptor:", output, a.Type, a.Key)
+			return nil, nil, fmt.Errorf("%s: %s annotation %s: index annotations not supported for single platform export (the image is one manifest, with no index): use the manifest or manifest-descriptor type", output, a.Type, a.Key)
 		}
 	}
 	return manifest, descriptor, nil
