@@ -144,3 +144,23 @@ func TestFlagSyntaxDirective(t *testing.T) {
 		t.Errorf("BUILDKIT_SYNTAX error:\n%s", r.out)
 	}
 }
+
+// TestFlagBuildArgFromEnv: --build-arg KEY takes KEY's value from the environment, and an unset
+// KEY is skipped, as buildx does (the ARG keeps its default).
+func TestFlagBuildArgFromEnv(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := e.project("argenv", map[string]string{"Dockerfile": "FROM {{BASE}}\nARG FROMENV\nARG UNSETARG=dflt\nRUN echo \"$FROMENV $UNSETARG\" > /v\n"})
+	tarPath := filepath.Join(e.dir, "argenv.oci.tar")
+	r := e.runIn("", []string{"FROMENV=from-the-env"}, "build", "--progress=plain", "-t", "strata-test/argenv:v1", "-o", "type=oci,dest="+tarPath,
+		"--build-arg", "FROMENV", "--build-arg", "STRATA_SURELY_UNSET_ARG", "--build-arg", "UNSETARG", ctx)
+	if r.err != nil {
+		t.Fatalf("%v\n%s", r.err, r.out)
+	}
+	if os.Getenv("UNSETARG") != "" {
+		t.Skip("UNSETARG is set in this environment")
+	}
+	if got := fileAt(t, readOCI(t, tarPath, filepath.Join(e.dir, "argenv.oci"), "v1").unpack(t), "v"); got != "from-the-env dflt\n" {
+		t.Errorf("RUN saw %q", got)
+	}
+}
