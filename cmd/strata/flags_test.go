@@ -1,12 +1,18 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -162,5 +168,64 @@ func TestFlagBuildArgFromEnv(t *testing.T) {
 	}
 	if got := fileAt(t, readOCI(t, tarPath, filepath.Join(e.dir, "argenv.oci"), "v1").unpack(t), "v"); got != "from-the-env dflt\n" {
 		t.Errorf("RUN saw %q", got)
+	}
+}
+
+// TestFlagLoadIntoDaemon: with a daemon answering on $DOCKER_HOST (a fake speaking the Docker
+// API's /_ping and /images/load), --load sends it a `docker load` archive of the image, named
+// by -t, and the image is in strata's store as well.
+func TestFlagLoadIntoDaemon(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sock := filepath.Join(e.dir, "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var loaded []byte
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/_ping":
+			w.Write([]byte("OK"))
+		case "/images/load":
+			data, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			loaded = data
+			mu.Unlock()
+			w.Write([]byte(`{"stream":"Loaded image: strata-test/loaded:v1\n"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	ctx := e.project("loaddaemon", map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN echo hi > /hi\n"})
+	r := e.runIn("", []string{"DOCKER_HOST=unix://" + sock}, "build", "--progress=plain", "--load", "-t", "strata-test/loaded:v1", ctx)
+	if r.err != nil {
+		t.Fatalf("%v\n%s", r.err, r.out)
+	}
+	if !r.has("loading image into the daemon at " + sock) {
+		t.Errorf("no load step in the progress:\n%s", r.out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var manifest []struct{ RepoTags []string }
+	tr := tar.NewReader(bytes.NewReader(loaded))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if h.Name == "manifest.json" {
+			json.NewDecoder(tr).Decode(&manifest)
+		}
+	}
+	if len(manifest) != 1 || len(manifest[0].RepoTags) != 1 || manifest[0].RepoTags[0] != "strata-test/loaded:v1" {
+		t.Errorf("the daemon got no docker archive of strata-test/loaded:v1 (%d bytes, manifest.json %+v)", len(loaded), manifest)
+	}
+	if imgs := e.run("images"); !strings.Contains(imgs.out, "strata-test/loaded") {
+		t.Errorf("image not in the store:\n%s", imgs.out)
 	}
 }
