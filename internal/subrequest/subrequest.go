@@ -32,7 +32,7 @@ type Target struct {
 
 // Targets lists every stage; the last one is what a build without --target makes.
 func Targets(df []byte) ([]Target, error) {
-	stages, _, err := parse(df)
+	stages, _, _, err := parse(df)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ type Secret struct {
 // ARGs declared in them, the global ARGs their FROM lines use, and the secret and SSH mounts of
 // their RUN steps, each once, in Dockerfile order.
 func OutlineOf(df []byte, target string, buildArgs map[string]string) (*Outline, error) {
-	stages, metaArgs, err := parse(df)
+	stages, metaArgs, escape, err := parse(df)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func OutlineOf(df []byte, target string, buildArgs map[string]string) (*Outline,
 			return nil, fmt.Errorf("target stage %q could not be found", target)
 		}
 	}
-	lex := shell.NewLex('\\')
+	lex := shell.NewLex(escape)
 	global := map[string]string{}
 	globalArgs := map[string]Arg{}
 	for _, a := range metaArgs {
@@ -282,19 +282,19 @@ func JSON(w io.Writer, v any) error {
 	return err
 }
 
-func parse(df []byte) ([]instructions.Stage, []instructions.ArgCommand, error) {
+func parse(df []byte) ([]instructions.Stage, []instructions.ArgCommand, rune, error) {
 	res, err := parser.Parse(bytes.NewReader(df))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	stages, metaArgs, err := instructions.Parse(res.AST, linter.New(&linter.Config{}))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if len(stages) == 0 {
-		return nil, nil, fmt.Errorf("dockerfile contains no stages to build")
+		return nil, nil, 0, fmt.Errorf("dockerfile contains no stages to build")
 	}
-	return stages, metaArgs, nil
+	return stages, metaArgs, res.EscapeToken, nil
 }
 
 func line(r []parser.Range) int {
