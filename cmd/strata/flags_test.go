@@ -229,3 +229,23 @@ func TestFlagLoadIntoDaemon(t *testing.T) {
 		t.Errorf("image not in the store:\n%s", imgs.out)
 	}
 }
+
+// TestFlagCallCheck: --call check reports strata check's findings and exits 1 on one, as buildx's
+// --call check does for its lint findings, without building.
+func TestFlagCallCheck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := e.project("callcheck", map[string]string{"Dockerfile": naiveNode, "npm": npmScript,
+		"package.json": `{"name":"app"}` + "\n", "package-lock.json": "{}\n", "app.js": "v1\n"})
+	r := e.run("build", "--call=check", ctx)
+	if r.code != 1 || !r.has("STR001") {
+		t.Fatalf("--call check: exit %d, want 1 with STR001\n%s", r.code, r.out)
+	}
+	if r.has("RUN npm ci\n#") || r.has("DONE") {
+		t.Errorf("--call check built:\n%s", r.out)
+	}
+	clean := e.project("callcheck-clean", map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN true\n"})
+	if r := e.run("build", "--call", "check", clean); r.code != 0 {
+		t.Errorf("clean Dockerfile: exit %d\n%s", r.code, r.out)
+	}
+}
