@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,12 @@ type buildOpts struct {
 	cacheTo       []string
 	historyKeep   int
 	check         bool
+	addHosts      []string
+	ulimits       []string
+	shmSize       string
+	quiet         bool
+	call          string
+	annotations   []string
 }
 
 func newBuildCmd(g *globalOpts) *cobra.Command {
@@ -81,11 +88,11 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringVar(&o.progress, "progress", "auto", "progress output: "+progress.Modes+" (auto: tty when stderr is a terminal, else plain; json: one event per line, docs/PROGRESS.md)")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=image|oci|docker|registry|local[,dest=…][,tar=false]")
 	f.BoolVar(&o.push, "push", false, "push the image to its registry (same as -o type=registry)")
-	f.BoolVar(&o.load, "load", false, "keep the image in the local store (the default)")
+	f.BoolVar(&o.load, "load", false, "also load the image into the Docker or Podman daemon, when one answers (it is always in strata's store)")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image manifest digest to this file")
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra context NAME=DIR|docker-image://REF|oci-layout://PATH")
-	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env] (id alone: env var ID if set, else file ID)")
 	f.StringArrayVar(&o.allow, "allow", nil, "extra privileges: security.insecure")
 	f.StringVar(&o.network, "network", "default", "network for RUN: default (host), host, none")
 	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for RUN (runc or crun)")
@@ -97,6 +104,12 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringVar(&o.contextPerms, "context-perms", "keep", "context file permissions in keys and layers: keep, or normalize (0644/0755 like git)")
 	f.StringVar(&o.gcKeepStorage, "gc-keep-storage", "", "after the build, collect least recently used cache until the store fits SIZE, or off (default: config gc-keep-storage, else min(10% of disk, 20GB))")
 	f.BoolVar(&o.check, "check", false, "first print strata check's findings (with their cost from the build history) as warnings; they never fail the build")
+	f.StringArrayVar(&o.addHosts, "add-host", nil, "extra /etc/hosts entry for RUN: HOST:IP (HOST:host-gateway is 127.0.0.1: RUN shares the host's network); repeatable")
+	f.StringArrayVar(&o.ulimits, "ulimit", nil, "resource limit for RUN: NAME=SOFT[:HARD], e.g. nofile=1024:2048; repeatable")
+	f.StringVar(&o.shmSize, "shm-size", "", "size of /dev/shm in RUN, e.g. 128m (default 64m)")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress output; print the image ID (config digest) on success")
+	f.StringVar(&o.call, "call", "build", "what to do: build, targets (list stages), outline (build args and secrets of the target), check (strata check's findings)")
+	f.StringArrayVar(&o.annotations, "annotation", nil, "annotation KEY=VALUE on the image manifest (or [manifest|manifest-descriptor|index|index-descriptor:]KEY=VALUE); repeatable")
 	f.IntVar(&o.historyKeep, "history-keep", history.DefaultKeep, "keep the last N builds in the store's history, this one included; 0 keeps none (config file: history-keep)")
 	return cmd
 }
@@ -105,6 +118,12 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stderr := cmd.ErrOrStderr()
+	if o.quiet && o.progress != "json" {
+		o.progress = "quiet" // buildx: -q keeps only the image ID (and the error)
+	}
+	if o.call != "build" {
+		return runCall(cmd, g, o, contextArg)
+	}
 
 	prog, err := progress.New(o.progress, stderr)
 	if err != nil {
@@ -125,7 +144,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		Warn:     func(s string) { fmt.Fprintf(stderr, "WARNING: %s\n", s) },
 		Tags:     o.tags, Target: o.target, NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Pull: o.pull,
 		Network: o.network, Compression: o.compression, NormalizePerms: o.contextPerms == "normalize",
-		IIDFile: o.iidfile, MetadataFile: o.metadataFile,
+		IIDFile: o.iidfile, MetadataFile: o.metadataFile, Load: o.load,
 		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
 	}
 	if o.platform != "" && o.platform != "linux/amd64" {
@@ -147,6 +166,9 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		bo.AllowInsecure = true
 	}
 	if bo.Outputs, err = build.ParseOutputs(o.outputs, o.push); err != nil {
+		return err
+	}
+	if bo.Annotations, err = build.ParseAnnotations(o.annotations); err != nil {
 		return err
 	}
 	for _, s := range o.cacheFrom {
@@ -202,6 +224,9 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	if bo.Secrets, err = parseSecrets(o.secrets); err != nil {
 		return err
 	}
+	if bo.Sandbox, err = build.ParseSandbox(o.addHosts, o.ulimits, o.shmSize); err != nil {
+		return err
+	}
 	bo.NamedContexts = map[string]string{}
 	for _, bc := range o.buildContexts {
 		k, v, ok := strings.Cut(bc, "=")
@@ -255,8 +280,12 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 			retErr = reportError(stderr, dfName, bo.Dockerfile, retErr)
 		}
 	}()
-	_, err = build.Run(ctx, bo)
+	res, err := build.Run(ctx, bo)
 	prog.Finish(err) // the last frame goes above the error report, with the real error
+	if err == nil && o.quiet {
+		// buildx prints the image ID, the config digest, as docker images shows it.
+		fmt.Fprintln(cmd.OutOrStdout(), res.Image.Config.Digest)
+	}
 	return err
 }
 
@@ -282,41 +311,75 @@ func parseKVs(list []string, fromEnv bool, flag string) (map[string]string, erro
 	return m, nil
 }
 
+// maxSecretSize is BuildKit's limit on one secret (secretsprovider.MaxSecretSize).
+const maxSecretSize = 500 * 1024
+
+// parseSecrets reads --secret as buildx and BuildKit's secrets provider do: CSV fields
+// id=, src=|source=, env=, type=file|env (type=env takes src= as the variable's name); with
+// neither src nor env, the variable named like the id if it is set, else the file named like
+// it. A variable that is not set is a secret that was not given: a RUN that requires it fails,
+// others run without it.
 func parseSecrets(list []string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, s := range list {
-		attrs := map[string]string{}
-		for _, kv := range strings.Split(s, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			attrs[k] = v
+		if s == "" {
+			continue
 		}
-		id := attrs["id"]
+		fields, err := csv.NewReader(strings.NewReader(s)).Read()
+		if err != nil {
+			return nil, fmt.Errorf("--secret %q: %w", s, err)
+		}
+		var id, src, env, typ string
+		for _, f := range fields {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				return nil, fmt.Errorf("--secret %q: field %q must be KEY=VALUE", s, f)
+			}
+			switch strings.ToLower(k) {
+			case "type":
+				if v != "file" && v != "env" {
+					return nil, fmt.Errorf("--secret %q: type=%s: use file or env", s, v)
+				}
+				typ = v
+			case "id":
+				id = v
+			case "src", "source":
+				src = v
+			case "env":
+				env = v
+			default:
+				return nil, fmt.Errorf("--secret %q: unknown key %q (id, src, env, type)", s, k)
+			}
+		}
+		if typ == "env" && env == "" {
+			env, src = src, ""
+		}
 		if id == "" {
 			return nil, fmt.Errorf("--secret %q: missing id=", s)
 		}
-		switch {
-		case attrs["src"] != "" || attrs["source"] != "":
-			p := attrs["src"]
-			if p == "" {
-				p = attrs["source"]
+		if env == "" && src == "" {
+			if _, ok := os.LookupEnv(id); ok {
+				env = id
+			} else {
+				src = id
 			}
-			data, err := os.ReadFile(p)
+		}
+		if src != "" {
+			st, err := os.Stat(src)
+			if err != nil {
+				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
+			}
+			if st.Size() > maxSecretSize {
+				return nil, fmt.Errorf("--secret id=%s: %s is %d bytes, over the 500KiB a secret may hold", id, src, st.Size())
+			}
+			data, err := os.ReadFile(src)
 			if err != nil {
 				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
 			}
 			out[id] = data
-		case attrs["env"] != "":
-			v, ok := os.LookupEnv(attrs["env"])
-			if !ok {
-				return nil, fmt.Errorf("--secret id=%s: environment variable %s is not set", id, attrs["env"])
-			}
-			out[id] = []byte(v)
-		default:
-			// buildx: id alone reads the env var of the same name.
-			v, ok := os.LookupEnv(id)
-			if !ok {
-				return nil, fmt.Errorf("--secret %q: give src=FILE or env=VAR", s)
-			}
+			continue
+		}
+		if v, ok := os.LookupEnv(env); ok {
 			out[id] = []byte(v)
 		}
 	}

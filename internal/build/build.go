@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -49,13 +50,17 @@ type Options struct {
 	NoCacheFilter []string
 	Pull          bool
 
-	Outputs   []Output
-	CacheFrom []remotecache.Spec
-	CacheTo   []remotecache.Spec
+	Outputs []Output
+	// Annotations (--annotation) go on every image output, before the output's own.
+	Annotations []Annotation
+	Load        bool // --load: also load the image into a Docker or Podman daemon, when one answers
+	CacheFrom   []remotecache.Spec
+	CacheTo     []remotecache.Spec
 
 	Secrets        map[string][]byte
 	AllowInsecure  bool
 	Network        string
+	Sandbox        graph.Sandbox // --add-host, --ulimit, --shm-size: every RUN gets them
 	Runtime        executor.Config
 	Compression    string // "" = from an output or cache attribute, else gzip
 	NormalizePerms bool
@@ -96,6 +101,34 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	for _, out := range o.Outputs {
 		if out.Type == "registry" && len(o.Tags) == 0 && len(out.Names) == 0 {
 			return nil, errors.New("pushing needs a name: add -t REGISTRY/NAME:TAG")
+		}
+	}
+	if err := buildkitArgs(&o); err != nil {
+		return nil, err
+	}
+	o.Outputs = slices.Clone(o.Outputs)
+	for i, out := range o.Outputs {
+		if out.Type == "local" || out.Type == "tar" {
+			continue
+		}
+		out.Annotations = append(slices.Clone(o.Annotations), out.Annotations...)
+		if out.manifestAnn, out.descriptorAnn, err = annotationsFor(out.Annotations, o.Platform, "--output type="+out.Type); err != nil {
+			return nil, err
+		}
+		o.Outputs[i] = out
+	}
+	if o.Load {
+		lp, lerr := planLoad(ctx, &o, findDaemon)
+		if lerr != nil {
+			return nil, lerr
+		}
+		if lp != nil {
+			defer lp.cleanup()
+			defer func() {
+				if err == nil {
+					err = lp.load(ctx, o.Progress)
+				}
+			}()
 		}
 	}
 	// A bad name fails now, not after every step has run.
@@ -152,6 +185,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	b, err := dockerfile.Parse(ctx, dockerfile.Options{
 		Dockerfile: o.Dockerfile, Filename: dfName, BuildArgs: o.BuildArgs, Target: o.Target,
 		Platform: o.Platform, Labels: o.Labels, NamedContexts: named, Resolver: resolver,
+		Sandbox: o.Sandbox,
 	})
 	if err != nil {
 		if imported != nil {

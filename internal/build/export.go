@@ -34,7 +34,7 @@ func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg
 	// An output with rewrite-timestamp=true gets the image whose new layers are re-timed; it is
 	// made once, when the first such output needs it, and is then what the build reports.
 	plain, plainLayers := img, layers
-	var stamped *image.Image
+	var stamped, reported *image.Image
 	var stampedLayers []store.Layer
 	for _, out := range outs {
 		names, err := normalizeNames(tags, out.Names)
@@ -52,6 +52,14 @@ func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg
 				}
 			}
 			img, layers = stamped, stampedLayers
+		}
+		if len(out.manifestAnn)+len(out.descriptorAnn) > 0 {
+			if img, err = image.Annotate(img, out.manifestAnn, out.descriptorAnn, st.WriteBlob); err != nil {
+				return nil, fmt.Errorf("output type=%s: annotations: %w", out.Type, err)
+			}
+			if reported == nil {
+				reported = img // --iidfile and the metadata name the annotated manifest, as BuildKit's
+			}
 		}
 		// A push mounts or streams layers that live in a repository; a layer known only from a
 		// local cache directory is fetched into the store first.
@@ -127,6 +135,9 @@ func exportAll(ctx context.Context, rec *progress.Recorder, st *store.Store, reg
 		if err != nil {
 			return nil, fmt.Errorf("output type=%s: %w", out.Type, err)
 		}
+	}
+	if reported != nil {
+		return reported, nil
 	}
 	if stamped != nil {
 		return stamped, nil

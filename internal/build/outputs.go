@@ -22,6 +22,11 @@ type Output struct {
 	// made to SOURCE_DATE_EPOCH, as BuildKit's image exporters do; base image layers stay as
 	// they are.
 	RewriteTimestamp bool
+	// Annotations are this output's annotation.* attributes; --annotation flags come first.
+	Annotations []Annotation
+
+	// manifestAnn and descriptorAnn are Annotations resolved for the build's platform (Run).
+	manifestAnn, descriptorAnn map[string]string
 }
 
 // ParseOutputs reads -o values in buildx's syntax; push adds a registry output. Unknown types and
@@ -60,12 +65,19 @@ func ParseOutputs(specs []string, push bool) ([]Output, error) {
 			return nil, fmt.Errorf("--output %q: unknown type %q (image, registry, oci, docker, local)", s, o.Type)
 		}
 		for _, k := range slices.Sorted(maps.Keys(attrs)) {
-			if !slices.Contains(keys, k) && !strings.HasPrefix(k, "annotation") {
-				return nil, fmt.Errorf("--output %q: unknown attribute %q for type=%s (known: %s)", s, k, o.Type, strings.Join(keys[1:], ", "))
+			if slices.Contains(keys, k) {
+				continue
 			}
-			if strings.HasPrefix(k, "annotation") {
-				return nil, fmt.Errorf("--output %q: %s is not supported yet", s, k)
+			a, isAnnotation, err := parseAnnotationAttr(k, attrs[k])
+			switch {
+			case !isAnnotation:
+				return nil, fmt.Errorf("--output %q: unknown attribute %q for type=%s (known: %s, annotation.KEY)", s, k, o.Type, strings.Join(keys[1:], ", "))
+			case err != nil:
+				return nil, fmt.Errorf("--output %q: %s: %w", s, k, err)
+			case o.Type == "local" || o.Type == "tar":
+				return nil, fmt.Errorf("--output %q: %s: type=%s writes files, not an image, so it has nowhere to put annotations", s, k, o.Type)
 			}
+			o.Annotations = append(o.Annotations, a)
 		}
 		for _, k := range []string{"push", "oci-mediatypes", "tar", "force-compression", "store", "unpack", "rewrite-timestamp"} {
 			if v, ok := attrs[k]; ok && v != "true" && v != "false" {

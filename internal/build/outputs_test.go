@@ -91,7 +91,9 @@ func TestParseOutputsErrors(t *testing.T) {
 		{name: "local needs dest", spec: "type=local", want: []string{"type=local", "dest="}},
 		{name: "tar type not yet", spec: "type=tar,dest=x.tar", want: []string{"type=tar"}},
 		{name: "tar type needs dest", spec: "type=tar", want: []string{"type=tar", "dest="}},
-		{name: "annotation not yet", spec: "type=image,annotation.org.example=x", want: []string{"annotation.org.example"}},
+		{name: "annotation type", spec: "type=image,annotation-bogus.org.example=x", want: []string{"annotation-bogus.org.example", "unknown annotation type"}},
+		{name: "annotation on local", spec: "type=local,dest=x,annotation.a=b", want: []string{"annotation.a", "type=local"}},
+		{name: "annotation platform", spec: "type=image,annotation-manifest[linux].a=b", want: []string{"OS/ARCH"}},
 		{name: "not key=value", spec: "type=image,oops", want: []string{`"oops"`, "KEY=VALUE"}},
 	}
 	for _, c := range cases {

@@ -354,6 +354,7 @@ func (b *builder) dispatchRun(s *stageState, st *state, c *command, x *instructi
 		Network:  instructions.GetNetwork(x),
 		Security: instructions.GetSecurity(x),
 		ProxyEnv: cloneStrings(b.proxyEnv),
+		Sandbox:  b.opts.Sandbox,
 	}
 	args := x.CmdLine
 	if len(x.Files) > 0 {
@@ -469,6 +470,11 @@ func (b *builder) mount(s *stageState, st *state, m *instructions.Mount, src *sr
 	if m.Type == instructions.MountTypeCache {
 		if gm.ID == "" {
 			gm.ID = path.Clean(m.Target)
+		}
+		// BuildKit names every cache mount NS/ID; strata's ids stay bare without a namespace so
+		// existing caches keep their names.
+		if ns := b.opts.BuildArgs["BUILDKIT_CACHE_MOUNT_NS"]; ns != "" {
+			gm.ID = ns + "/" + gm.ID
 		}
 		if gm.Sharing == "" {
 			gm.Sharing = string(instructions.MountSharingShared)

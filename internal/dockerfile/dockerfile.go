@@ -39,6 +39,9 @@ type Options struct {
 	// local dir path.
 	NamedContexts map[string]string
 	Resolver      Resolver
+	// Sandbox is set on every RUN (--add-host, --ulimit, --shm-size); the build arg
+	// BUILDKIT_SANDBOX_HOSTNAME, when given, sets its hostname.
+	Sandbox graph.Sandbox
 }
 
 // Parse parses and expands a Dockerfile into the stages the target needs. Every error it returns
@@ -162,6 +165,9 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 	if b.platform.Architecture == "" {
 		b.platform.Architecture = "amd64"
 	}
+	if err := checkSyntax(file, opts.Dockerfile, opts.BuildArgs); err != nil {
+		return nil, err
+	}
 	res, err := parser.Parse(bytes.NewReader(opts.Dockerfile))
 	if err != nil {
 		// The parser turns bufio.ErrTooLong into a message without the line.
@@ -183,6 +189,9 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 		b.stages = append(b.stages, &stageState{index: i, ist: st, name: st.Name, line: locLine(st.Location)})
 	}
 	b.proxyEnv = proxyEnv(opts.BuildArgs)
+	if h, ok := opts.BuildArgs["BUILDKIT_SANDBOX_HOSTNAME"]; ok && h != "" {
+		b.opts.Sandbox.Hostname = h
+	}
 	return b, nil
 }
 

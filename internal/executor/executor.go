@@ -78,9 +78,23 @@ type Spec struct {
 	Hostname string // default DefaultHostname
 	Network  string // NetworkDefault (""), NetworkHost or NetworkNone
 	Insecure bool   // --security=insecure: all capabilities, no masking, all devices allowed
-	Mounts   []Mount
-	Stdout   io.Writer
-	Stderr   io.Writer
+	// ExtraHosts are added to /etc/hosts after the host's entries (--add-host).
+	ExtraHosts []Host
+	// Ulimits replace the default of the same name (RLIMIT_NOFILE 1024:524288) or add one.
+	Ulimits []Ulimit
+	ShmSize int64 // bytes of /dev/shm; 0 = 64 MiB, Docker's default
+	Mounts  []Mount
+	Stdout  io.Writer
+	Stderr  io.Writer
+}
+
+// Host is one /etc/hosts entry.
+type Host struct{ Name, IP string }
+
+// Ulimit is a resource limit by its `ulimit` name (nofile, nproc, core…); -1 is unlimited.
+type Ulimit struct {
+	Name       string
+	Soft, Hard int64
 }
 
 // ExitError reports that the process ran and exited non-zero. A process killed

@@ -113,11 +113,7 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 			// RUN step as a non-root USER may call sudo, su or another setuid binary. What it
 			// can gain is bounded by the capability bounding set and the seccomp profile.
 			NoNewPrivileges: false,
-			Rlimits: []specs.POSIXRlimit{
-				// Docker's soft limit; a higher one makes programs that
-				// close every possible fd crawl.
-				{Type: "RLIMIT_NOFILE", Soft: min(1024, nofileHard()), Hard: nofileHard()},
-			},
+			Rlimits:         rlimits(spec.Ulimits),
 		},
 		Hostname: spec.Hostname,
 		Linux: &specs.Linux{
@@ -138,7 +134,7 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", shmSize(spec.ShmSize)}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 	}
 	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
@@ -150,7 +146,7 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 		specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: append([]string{"relatime"}, sysOpts...)},
 	)
 
-	hosts, err := writeHosts(bundle, spec.Hostname)
+	hosts, err := writeHosts(bundle, spec.Hostname, spec.ExtraHosts)
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +271,29 @@ func withDefaultEnv(env []string, ident users.Identity) []string {
 	return out
 }
 
+// rlimits is the default RLIMIT_NOFILE with the step's ulimits applied over it.
+func rlimits(ulimits []Ulimit) []specs.POSIXRlimit {
+	// Docker's soft limit; a higher one makes programs that close every possible fd crawl.
+	out := []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: min(1024, nofileHard()), Hard: nofileHard()}}
+	for _, u := range ulimits {
+		r := specs.POSIXRlimit{Type: "RLIMIT_" + strings.ToUpper(u.Name), Soft: uint64(u.Soft), Hard: uint64(u.Hard)}
+		if r.Type == out[0].Type {
+			out[0] = r
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// shmSize is the /dev/shm tmpfs size option: Docker's 64 MiB unless --shm-size says otherwise.
+func shmSize(bytes int64) string {
+	if bytes <= 0 {
+		return "size=65536k"
+	}
+	return "size=" + strconv.FormatInt(bytes, 10)
+}
+
 // nofileHard is the RLIMIT_NOFILE hard limit for the container. The runtime
 // applies rlimits after dropping CAP_SYS_RESOURCE, so the limit cannot exceed
 // the one strata itself runs with, nor fs.nr_open.
@@ -295,7 +314,7 @@ func nofileHard() uint64 {
 
 // writeHosts copies the host's /etc/hosts and adds the container hostname, so
 // tools that resolve their own hostname work in every network mode.
-func writeHosts(bundle, hostname string) (string, error) {
+func writeHosts(bundle, hostname string, extra []Host) (string, error) {
 	base, err := os.ReadFile("/etc/hosts")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read /etc/hosts: %w", err)
@@ -307,6 +326,9 @@ func writeHosts(bundle, hostname string) (string, error) {
 		base = append(base, '\n')
 	}
 	base = append(base, fmt.Sprintf("127.0.0.1\t%s\n::1\t%s\n", hostname, hostname)...)
+	for _, h := range extra {
+		base = append(base, fmt.Sprintf("%s\t%s\n", h.IP, h.Name)...) // BuildKit's format
+	}
 	p := filepath.Join(bundle, "hosts")
 	if err := os.WriteFile(p, base, 0o644); err != nil {
 		return "", fmt.Errorf("write hosts file: %w", err)

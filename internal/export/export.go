@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"strings"
 	"time"
@@ -216,16 +217,23 @@ func indexEntries(img *image.Image, names []imageName) ([]ocispec.Descriptor, er
 		Size:      img.Manifest.Size,
 		Platform:  platform,
 	}
+	if len(img.Manifest.Annotations) > 0 {
+		base.Annotations = maps.Clone(img.Manifest.Annotations)
+	}
 	if len(names) == 0 {
 		return []ocispec.Descriptor{base}, nil
 	}
 	var out []ocispec.Descriptor
 	for _, n := range names {
 		d := base
-		d.Annotations = map[string]string{
-			AnnotationImageName:       n.full(),
-			ocispec.AnnotationRefName: n.tag,
+		// The manifest descriptor's own annotations (--annotation manifest-descriptor:…) first;
+		// the names are the layout's and win.
+		d.Annotations = maps.Clone(img.Manifest.Annotations)
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
 		}
+		d.Annotations[AnnotationImageName] = n.full()
+		d.Annotations[ocispec.AnnotationRefName] = n.tag
 		out = append(out, d)
 	}
 	return out, nil

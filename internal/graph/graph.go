@@ -114,6 +114,38 @@ type RunOp struct {
 	ProxyEnv []string
 	// Files are heredoc bodies the command reads, written into a tmpfs before it runs.
 	Files []InlineFile
+	// Sandbox is what the build's options, not the instruction, set for every RUN.
+	Sandbox Sandbox
+}
+
+// Sandbox is the container setup a build applies to all its RUN steps (--add-host, --ulimit,
+// --shm-size, BUILDKIT_SANDBOX_HOSTNAME). BuildKit carries each in the ExecOp's meta, so each
+// changes the step's key: a RUN that reads /etc/hosts or its limits must not hit a record made
+// under other ones. The zero value is the default sandbox.
+type Sandbox struct {
+	Hostname   string // "" = buildkitsandbox
+	ExtraHosts []Host // appended to /etc/hosts in this order
+	Ulimits    []Ulimit
+	ShmSize    int64 // bytes of the /dev/shm tmpfs; 0 = the default 64 MiB
+}
+
+// IsZero reports whether s is the default sandbox: keys of steps that use it stay as they were
+// before these options existed.
+func (s Sandbox) IsZero() bool {
+	return s.Hostname == "" && len(s.ExtraHosts) == 0 && len(s.Ulimits) == 0 && s.ShmSize == 0
+}
+
+// Host is one extra /etc/hosts entry.
+type Host struct {
+	Name string `json:"name"`
+	IP   string `json:"ip"`
+}
+
+// Ulimit is one resource limit, named as in `ulimit`/Docker (nofile, nproc, …); -1 is unlimited.
+type Ulimit struct {
+	Name string `json:"name"`
+	Soft int64  `json:"soft"`
+	Hard int64  `json:"hard"`
 }
 
 // Mount is a RUN --mount.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -213,5 +214,38 @@ func Rewrite(img *Image, configBytes []byte, put func([]byte) (digest.Digest, er
 	out.ManifestBytes = mb
 	out.Config = m.Config
 	out.ConfigBytes = configBytes
+	return &out, nil
+}
+
+// Annotate returns img with manifest added to the manifest's annotations (a new manifest blob,
+// stored through put) and descriptor set as the annotations of the descriptor that points at it,
+// which an OCI layout's index.json carries (BuildKit's annotation-manifest-descriptor). Empty maps
+// change nothing.
+func Annotate(img *Image, manifest, descriptor map[string]string, put func([]byte) (digest.Digest, error)) (*Image, error) {
+	out := *img
+	if len(manifest) > 0 {
+		// ocispec.Manifest keeps the fields in the spec's order, as Rewrite does.
+		var m ocispec.Manifest
+		if err := json.Unmarshal(img.ManifestBytes, &m); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", img.Manifest.Digest, err)
+		}
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		maps.Copy(m.Annotations, manifest)
+		mb, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		md, err := put(mb)
+		if err != nil {
+			return nil, err
+		}
+		out.ManifestBytes = mb
+		out.Manifest = ocispec.Descriptor{MediaType: img.Manifest.MediaType, Digest: md, Size: int64(len(mb))}
+	}
+	if len(descriptor) > 0 {
+		out.Manifest.Annotations = maps.Clone(descriptor)
+	}
 	return &out, nil
 }

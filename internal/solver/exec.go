@@ -505,6 +505,14 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 		Cwd:      r.Cwd,
 		Network:  network,
 		Insecure: r.Security == "insecure",
+		Hostname: r.Sandbox.Hostname,
+		ShmSize:  r.Sandbox.ShmSize,
+	}
+	for _, h := range r.Sandbox.ExtraHosts {
+		spec.ExtraHosts = append(spec.ExtraHosts, executor.Host{Name: h.Name, IP: h.IP})
+	}
+	for _, u := range r.Sandbox.Ulimits {
+		spec.Ulimits = append(spec.Ulimits, executor.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}
 	if spec.Cwd == "" {
 		spec.Cwd = "/"

@@ -116,6 +116,10 @@ func (in *inputs) summary(step *graph.Step, parent digest.Digest) map[string]str
 	}
 	defJSON, _ := json.Marshal(in.def)
 	m["def"] = digest.FromBytes(defJSON).String()
+	if step.Run != nil && !step.Run.Sandbox.IsZero() {
+		sb, _ := json.Marshal(in.def["sandbox"])
+		m["sandbox"] = digest.FromBytes(sb).String()
+	}
 	if step.Run != nil {
 		for _, kv := range step.Run.Env {
 			k, v, _ := strings.Cut(kv, "=")
@@ -267,15 +271,28 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 		if r.Security == "insecure" && !s.opts.AllowInsecure {
 			return nil, fmt.Errorf("RUN --security=insecure needs --allow security.insecure")
 		}
-		in.def = map[string]any{
-			"args": r.Args, "env": r.Env, "user": r.User, "cwd": r.Cwd, "network": network,
-			"security": r.Security, "mounts": mounts, "files": r.Files,
-		}
+		in.def = runDef(r, network, mounts)
 	default:
 		return nil, fmt.Errorf("internal error: step kind %q has no inputs", step.Kind)
 	}
 	ok = true
 	return in, nil
+}
+
+// runDef is the definition a RUN step's key covers.
+func runDef(r *graph.RunOp, network string, mounts []map[string]any) map[string]any {
+	def := map[string]any{
+		"args": r.Args, "env": r.Env, "user": r.User, "cwd": r.Cwd, "network": network,
+		"security": r.Security, "mounts": mounts, "files": r.Files,
+	}
+	// Only when set, so the keys of steps in the default sandbox stay as they were.
+	if !r.Sandbox.IsZero() {
+		def["sandbox"] = map[string]any{
+			"hostname": r.Sandbox.Hostname, "hosts": r.Sandbox.ExtraHosts,
+			"ulimits": r.Sandbox.Ulimits, "shm": r.Sandbox.ShmSize,
+		}
+	}
+	return def
 }
 
 // seedsCache reports whether a cache mount with from= starts from the source's files. BuildKit
@@ -605,6 +622,9 @@ func explain(prev, cur map[string]string) string {
 	}
 	if prev["sel"] != cur["sel"] {
 		return "source files changed"
+	}
+	if prev["sandbox"] != cur["sandbox"] {
+		return "RUN sandbox changed (--add-host, --ulimit, --shm-size or BUILDKIT_SANDBOX_HOSTNAME)"
 	}
 	if prev["def"] != cur["def"] {
 		return "instruction options changed"

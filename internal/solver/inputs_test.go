@@ -82,3 +82,42 @@ func TestCacheSeed(t *testing.T) {
 		}
 	}
 }
+
+// Every sandbox option changes what a RUN can observe, so each must change the key (BuildKit
+// keys them through the ExecOp's meta), and the default sandbox keeps the key it always had.
+func TestRunKeySandbox(t *testing.T) {
+	key := func(sb graph.Sandbox) string {
+		r := &graph.RunOp{Args: []string{"/bin/sh", "-c", "cat /etc/hosts"}, Sandbox: sb}
+		in := &inputs{def: runDef(r, "default", nil)}
+		return in.key(&graph.Step{Kind: graph.KindRun, Run: r}, "sha256:00", "gzip")
+	}
+	hosts := []graph.Host{{Name: "db", IP: "10.0.0.1"}}
+	nofile := []graph.Ulimit{{Name: "nofile", Soft: 100, Hard: 200}}
+	variants := map[string]graph.Sandbox{
+		"default":         {},
+		"add-host":        {ExtraHosts: hosts},
+		"add-host other":  {ExtraHosts: []graph.Host{{Name: "db", IP: "10.0.0.2"}}},
+		"ulimit":          {Ulimits: nofile},
+		"ulimit hard":     {Ulimits: []graph.Ulimit{{Name: "nofile", Soft: 100, Hard: 300}}},
+		"shm-size":        {ShmSize: 1 << 27},
+		"shm-size other":  {ShmSize: 1 << 28},
+		"hostname":        {Hostname: "builder"},
+		"hosts+hostname":  {ExtraHosts: hosts, Hostname: "builder"},
+		"ulimit+shm-size": {Ulimits: nofile, ShmSize: 1 << 27},
+	}
+	seen := map[string]string{}
+	for name, sb := range variants {
+		k := key(sb)
+		if other, ok := seen[k]; ok {
+			t.Errorf("%s and %s share a key", name, other)
+		}
+		seen[k] = name
+		if key(sb) != k {
+			t.Errorf("%s: key not stable", name)
+		}
+	}
+	// Keys of existing records stay valid: the default sandbox adds nothing to the definition.
+	if _, ok := runDef(&graph.RunOp{}, "default", nil)["sandbox"]; ok {
+		t.Error("the default sandbox changed the RUN definition")
+	}
+}
