@@ -23,6 +23,7 @@ import (
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/remotecache"
 	"github.com/strata-build/strata/internal/solver"
+	"github.com/strata-build/strata/internal/sshagent"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -44,6 +45,7 @@ type buildOpts struct {
 	metadataFile  string
 	buildContexts []string
 	secrets       []string
+	ssh           []string
 	allow         []string
 	network       string
 	runtime       string
@@ -86,6 +88,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra context NAME=DIR|docker-image://REF|oci-layout://PATH")
 	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+	f.StringArrayVar(&o.ssh, "ssh", nil, "SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET|KEYFILE[,KEYFILE…]] (no path: $SSH_AUTH_SOCK)")
 	f.StringArrayVar(&o.allow, "allow", nil, "extra privileges: security.insecure")
 	f.StringVar(&o.network, "network", "default", "network for RUN: default (host), host, none")
 	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for RUN (runc or crun)")
@@ -201,6 +204,13 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	}
 	if bo.Secrets, err = parseSecrets(o.secrets); err != nil {
 		return err
+	}
+	for _, s := range o.ssh {
+		sp, err := sshagent.ParseSpec(s)
+		if err != nil {
+			return err
+		}
+		bo.SSH = append(bo.SSH, sp)
 	}
 	bo.NamedContexts = map[string]string{}
 	for _, bc := range o.buildContexts {

@@ -24,6 +24,7 @@ import (
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/remotecache"
 	"github.com/strata-build/strata/internal/solver"
+	"github.com/strata-build/strata/internal/sshagent"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -54,6 +55,7 @@ type Options struct {
 	CacheTo   []remotecache.Spec
 
 	Secrets        map[string][]byte
+	SSH            []sshagent.Spec // --ssh: agents for RUN --mount=type=ssh, loaded when the build starts
 	AllowInsecure  bool
 	Network        string
 	Runtime        executor.Config
@@ -108,6 +110,10 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 				return nil, fmt.Errorf("--output type=%s: name=%s: %w", out.Type, n, err)
 			}
 		}
+	}
+	sshAgents, err := sshagent.Load(o.SSH)
+	if err != nil {
+		return nil, err
 	}
 	named := map[string]string{}
 	namedDirs := map[string]string{}
@@ -188,7 +194,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		Store: st, Images: resolver, Progress: rec,
 		ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
 		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
-		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, AllowInsecure: o.AllowInsecure,
+		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: sshAgents, AllowInsecure: o.AllowInsecure,
 		Compression: compression, Position: o.DockerfilePath + "|" + o.Target, PortablePosition: portablePosition(o),
 		Fetch: fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
 	}
