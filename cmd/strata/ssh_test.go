@@ -197,14 +197,24 @@ func TestSSHErrors(t *testing.T) {
 	e := newEnv(t)
 	ctx := e.project("sshreq", map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN echo ok\nRUN --mount=type=ssh,id=deploy,required=true true\n"})
 	r := e.buildFail(ctx)
-	for _, w := range []string{"Dockerfile:3", `ssh agent "deploy" is required`, "--ssh deploy"} {
+	for _, w := range []string{"Dockerfile:3", `no SSH key "deploy" forwarded`, "--ssh deploy"} {
 		if !r.has(w) {
 			t.Errorf("missing required id: output lacks %q:\n%s", w, r.out)
 		}
 	}
+	good := newSSHKey(t, e.dir, "good")
+	r = e.buildFail("--ssh", "other="+good.path, ctx)
+	if !r.has(`no SSH key "deploy" forwarded`) || !r.has("forwarded: other") {
+		t.Errorf("missing required id among others: %s", r.out)
+	}
+	// As in BuildKit, the id is needed only to run the step: once cached, it builds without.
+	e.build("--ssh", "deploy="+good.path, ctx)
+	if r := e.build(ctx); len(missed(r.out)) != 0 || !strings.Contains(r.out, "CACHED") {
+		t.Errorf("cached step needs its ssh id again:\n%s", r.out)
+	}
+
 	key := filepath.Join(e.dir, "k")
 	os.WriteFile(key, []byte("not a key\n"), 0o600)
-	good := newSSHKey(t, e.dir, "good")
 	for _, c := range []struct {
 		args []string
 		want string

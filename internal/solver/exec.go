@@ -633,6 +633,9 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: p, Target: target, ReadOnly: true})
 		case "ssh":
 			if !s.opts.SSH.Has(m.ID) {
+				if m.Required {
+					return fmt.Errorf("no SSH key %q forwarded: pass --ssh %s (the agent at $SSH_AUTH_SOCK) or --ssh %s=SOCKET|KEYFILE[,KEYFILE…]%s", m.ID, m.ID, m.ID, forwardedSSH(s.opts.SSH))
+				}
 				continue // not required and not given: BuildKit skips the mount (SSH_AUTH_SOCK stays set)
 			}
 			o := sshagent.SocketOpts{Mode: 0o600}
@@ -700,6 +703,15 @@ func seedCacheDir(dir string, seed source) error {
 		return err
 	}
 	return os.Lchown(dir, f.UID, f.GID)
+}
+
+// forwardedSSH names the ids the build does forward, for a required id that is missing.
+func forwardedSSH(a *sshagent.Agents) string {
+	ids := a.IDs()
+	if len(ids) == 0 {
+		return ""
+	}
+	return "; forwarded: " + strings.Join(ids, ", ")
 }
 
 // memDir is where secret files and ssh agent sockets go: memory-backed, never the store, and

@@ -20,7 +20,6 @@ import (
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/graph"
-	"github.com/strata-build/strata/internal/sshagent"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -243,9 +242,8 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 				}
 				in.mounts[m.Target] = src
 			case "ssh":
-				if !s.opts.SSH.Has(m.ID) && m.Required {
-					return nil, fmt.Errorf("ssh agent %q is required but was not given: pass --ssh %s (or --ssh %s=SOCKET|KEYFILE[,KEYFILE…])%s", m.ID, m.ID, m.ID, forwardedSSH(s.opts.SSH))
-				}
+				// Only the id and options are keyed; whether the id is given is checked when the
+				// step runs, so a cached step needs no agent (as in BuildKit).
 			case "secret":
 				if _, ok := s.opts.Secrets[m.ID]; !ok && m.Required {
 					return nil, fmt.Errorf("secret %q is required but was not given: pass --secret id=%s,src=FILE", m.ID, m.ID)
@@ -279,15 +277,6 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 	}
 	ok = true
 	return in, nil
-}
-
-// forwardedSSH names the ids the build does forward, for a required id that is missing.
-func forwardedSSH(a *sshagent.Agents) string {
-	ids := a.IDs()
-	if len(ids) == 0 {
-		return ""
-	}
-	return "; forwarded: " + strings.Join(ids, ", ")
 }
 
 // seedsCache reports whether a cache mount with from= starts from the source's files. BuildKit
