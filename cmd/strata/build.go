@@ -205,12 +205,17 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	if bo.Secrets, err = parseSecrets(o.secrets); err != nil {
 		return err
 	}
+	// Loaded here, like the secrets, before setupNamespace covers /dev/shm with a tmpfs of its own.
+	var sshSpecs []sshagent.Spec
 	for _, s := range o.ssh {
 		sp, err := sshagent.ParseSpec(s)
 		if err != nil {
 			return err
 		}
-		bo.SSH = append(bo.SSH, sp)
+		sshSpecs = append(sshSpecs, sp)
+	}
+	if bo.SSH, err = sshagent.Load(sshSpecs); err != nil {
+		return err
 	}
 	bo.NamedContexts = map[string]string{}
 	for _, bc := range o.buildContexts {

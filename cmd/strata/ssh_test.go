@@ -57,7 +57,14 @@ func newSSHFixture(t *testing.T, ctxDir string) *sshFixture {
 	dir := t.TempDir()
 	f := &sshFixture{agentKey: newSSHKey(t, dir, "agent_key"), fileKey: newSSHKey(t, dir, "file_key")}
 
-	f.agentSock = filepath.Join(dir, "agent.sock")
+	// The agent lives in /dev/shm, which strata build covers with a tmpfs of its own: the socket
+	// must still be reached.
+	shm, err := os.MkdirTemp("/dev/shm", "ssh-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	f.agentSock = filepath.Join(shm, "agent.sock")
 	agentCmd := exec.Command("ssh-agent", "-D", "-a", f.agentSock)
 	if err := agentCmd.Start(); err != nil {
 		t.Fatal(err)
@@ -182,13 +189,19 @@ func TestSSHForwarding(t *testing.T) {
 	if m := missed(r2.out); len(m) != 0 {
 		t.Errorf("other agents behind the same ids re-ran %v\n%s", m, r2.out)
 	}
-	// --ssh default reads $SSH_AUTH_SOCK, as buildx does.
-	r3 := e.runIn("", []string{"SSH_AUTH_SOCK=" + f.agentSock}, "build", "--progress=plain", "--no-cache", "--ssh", "default", "--ssh", "gh="+f.fileKey.path, "-o", "type=local,dest="+filepath.Join(e.dir, "local"), ctx)
+	// --ssh default reads $SSH_AUTH_SOCK, as buildx does; a key file in /dev/shm is read too.
+	shmKey := filepath.Join(filepath.Dir(f.agentSock), "key")
+	if err := os.WriteFile(shmKey, []byte(readFile(t, f.fileKey.path)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r3 := e.runIn("", []string{"SSH_AUTH_SOCK=" + f.agentSock}, "build", "--progress=plain", "--no-cache", "--ssh", "default", "--ssh", "gh="+shmKey, "-o", "type=local,dest="+filepath.Join(e.dir, "local"), ctx)
 	if r3.err != nil {
 		t.Fatalf("--ssh default with SSH_AUTH_SOCK: %v\n%s", r3.err, r3.out)
 	}
-	if got := readFile(t, filepath.Join(e.dir, "local", "out")); got != want["out"] {
-		t.Errorf("--ssh default: /out = %q, want %q", got, want["out"])
+	for _, p := range []string{"out", "out-gh"} {
+		if got := readFile(t, filepath.Join(e.dir, "local", p)); got != want[p] {
+			t.Errorf("--ssh default, gh=%s: /%s = %q, want %q", shmKey, p, got, want[p])
+		}
 	}
 }
 

@@ -55,7 +55,7 @@ type Options struct {
 	CacheTo   []remotecache.Spec
 
 	Secrets        map[string][]byte
-	SSH            []sshagent.Spec // --ssh: agents for RUN --mount=type=ssh, loaded when the build starts
+	SSH            *sshagent.Agents // --ssh: agents for RUN --mount=type=ssh (nil: none)
 	AllowInsecure  bool
 	Network        string
 	Runtime        executor.Config
@@ -110,10 +110,6 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 				return nil, fmt.Errorf("--output type=%s: name=%s: %w", out.Type, n, err)
 			}
 		}
-	}
-	sshAgents, err := sshagent.Load(o.SSH)
-	if err != nil {
-		return nil, err
 	}
 	named := map[string]string{}
 	namedDirs := map[string]string{}
@@ -194,7 +190,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		Store: st, Images: resolver, Progress: rec,
 		ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
 		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
-		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: sshAgents, AllowInsecure: o.AllowInsecure,
+		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: o.SSH, AllowInsecure: o.AllowInsecure,
 		Compression: compression, Position: o.DockerfilePath + "|" + o.Target, PortablePosition: portablePosition(o),
 		Fetch: fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
 	}

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultID is the id of `--ssh default` and of a RUN --mount=type=ssh without id=.
@@ -95,7 +96,9 @@ func load(paths []string) (*source, error) {
 			return nil, err
 		}
 		if fi.Mode()&os.ModeSocket != 0 {
-			socket = p
+			if socket, err = pinSocket(p); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		// BuildKit reads at most 100 KiB of a key file.
@@ -128,6 +131,18 @@ func load(paths []string) (*source, error) {
 		return &source{socket: socket}, nil
 	}
 	return &source{keyring: keyring}, nil
+}
+
+// pinSocket returns a path that reaches the socket at p through an open handle on its directory,
+// so it still connects after strata build mounts its private tmpfs over /dev/shm (where agents
+// and keys are sometimes kept to stay off disk) and however long p is. The handle lives as long
+// as the process: a build forwards a few ids at most.
+func pinSocket(p string) (string, error) {
+	fd, err := unix.Open(filepath.Dir(p), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", filepath.Dir(p), err)
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/%s", fd, filepath.Base(p)), nil
 }
 
 // Has reports whether id is forwarded.
