@@ -422,6 +422,7 @@ func (b *builder) dispatchRun(s *stageState, st *state, c *command, x *instructi
 	return nil
 }
 
+// sshCount is how many ssh mounts come before the next one: its number in the default target.
 func sshCount(mounts []*graph.Mount) int {
 	n := 0
 	for _, m := range mounts {

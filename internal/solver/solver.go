@@ -43,7 +43,7 @@ type Options struct {
 	Runtime       executor.Config
 	Network       string            // default network mode for RUN
 	Secrets       map[string][]byte // --secret id → value (never logged, keyed or stored)
-	SSH           *sshagent.Agents  // --ssh ids for RUN --mount=type=ssh (only the id is keyed)
+	SSH           *sshagent.Agents  // --ssh ids for RUN --mount=type=ssh (keys name the mount, never the agent)
 	AllowInsecure bool              // --allow security.insecure
 	Compression   string            // gzip (default) or zstd
 
