@@ -24,6 +24,7 @@ import (
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/remotecache"
 	"github.com/strata-build/strata/internal/solver"
+	"github.com/strata-build/strata/internal/sshagent"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -45,6 +46,7 @@ type buildOpts struct {
 	metadataFile  string
 	buildContexts []string
 	secrets       []string
+	ssh           []string
 	allow         []string
 	network       string
 	runtime       string
@@ -93,6 +95,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "extra context NAME=DIR|docker-image://REF|oci-layout://PATH")
 	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR][,type=file|env] (id alone: env var ID if set, else file ID)")
+	f.StringArrayVar(&o.ssh, "ssh", nil, "SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET|KEYFILE[,KEYFILE…]] (no path: $SSH_AUTH_SOCK)")
 	f.StringArrayVar(&o.allow, "allow", nil, "extra privileges: security.insecure")
 	f.StringVar(&o.network, "network", "default", "network for RUN: default (host), host, none")
 	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for RUN (runc or crun)")
@@ -225,6 +228,18 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		return err
 	}
 	if bo.Sandbox, err = build.ParseSandbox(o.addHosts, o.ulimits, o.shmSize); err != nil {
+		return err
+	}
+	// Loaded here, like the secrets, before setupNamespace covers /dev/shm with a tmpfs of its own.
+	var sshSpecs []sshagent.Spec
+	for _, s := range o.ssh {
+		sp, err := sshagent.ParseSpec(s)
+		if err != nil {
+			return err
+		}
+		sshSpecs = append(sshSpecs, sp)
+	}
+	if bo.SSH, err = sshagent.Load(sshSpecs); err != nil {
 		return err
 	}
 	bo.NamedContexts = map[string]string{}

@@ -16,7 +16,7 @@ func newExplainCmd(g *globalOpts) *cobra.Command {
 		Long: `Compare a build (default: the last one) with the previous build of the same Dockerfile and
 target, or build ID2 with build ID1: the changes between the two builds (Dockerfile, build args,
 base images), then for each step that ran the input that changed (files, a build arg old → new,
-a base image digest, the instruction, a cache mount or secret id, --no-cache), with the steps that
+a base image digest, the instruction, a cache mount, secret or ssh id, --no-cache), with the steps that
 re-ran only because an earlier one did folded into one line per cause. IDs may be any unique
 prefix. --format json prints the same (docs/HISTORY.md).`,
 		Args: cobra.MaximumNArgs(2),

@@ -25,6 +25,7 @@ import (
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/remotecache"
 	"github.com/strata-build/strata/internal/solver"
+	"github.com/strata-build/strata/internal/sshagent"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -58,6 +59,7 @@ type Options struct {
 	CacheTo     []remotecache.Spec
 
 	Secrets        map[string][]byte
+	SSH            *sshagent.Agents // --ssh: agents for RUN --mount=type=ssh (nil: none)
 	AllowInsecure  bool
 	Network        string
 	Sandbox        graph.Sandbox // --add-host, --ulimit, --shm-size: every RUN gets them
@@ -222,7 +224,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		Store: st, Images: resolver, Progress: rec,
 		ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
 		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
-		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, AllowInsecure: o.AllowInsecure,
+		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: o.SSH, AllowInsecure: o.AllowInsecure,
 		Compression: compression, Position: o.DockerfilePath + "|" + o.Target, PortablePosition: portablePosition(o),
 		Fetch: fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
 	}

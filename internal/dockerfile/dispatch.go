@@ -397,16 +397,41 @@ func (b *builder) dispatchRun(s *stageState, st *state, c *command, x *instructi
 	}
 	op.Args = args
 
+	sshSock := ""
 	for i, m := range instructions.GetMounts(x) {
 		gm, err := b.mount(s, st, m, c.sources[i])
 		if err != nil {
 			return err
 		}
+		if gm.Type == string(instructions.MountTypeSSH) {
+			// BuildKit's LLB numbers a RUN's ssh sockets in order, and the first one is the
+			// step's SSH_AUTH_SOCK unless the env already names one.
+			if gm.Target == "" {
+				gm.Target = fmt.Sprintf("/run/buildkit/ssh_agent.%d", sshCount(op.Mounts))
+			}
+			if sshSock == "" {
+				sshSock = gm.Target
+			}
+		}
 		op.Mounts = append(op.Mounts, gm)
+	}
+	if _, set := st.env.Get("SSH_AUTH_SOCK"); sshSock != "" && !set {
+		op.Env = append(op.Env, "SSH_AUTH_SOCK="+sshSock)
 	}
 	step.Run = op
 	step.CreatedBy = "RUN " + runCommandString(args, st.buildArgs, st.env) + " # buildkit"
 	return nil
+}
+
+// sshCount is how many ssh mounts come before the next one: its number in the default target.
+func sshCount(mounts []*graph.Mount) int {
+	n := 0
+	for _, m := range mounts {
+		if m.Type == string(instructions.MountTypeSSH) {
+			n++
+		}
+	}
+	return n
 }
 
 func (b *builder) mount(s *stageState, st *state, m *instructions.Mount, src *srcRef) (*graph.Mount, error) {

@@ -141,6 +141,45 @@ RUN --mount=type=cache,id=$CID,target=/root/go,sharing=locked \
 	}
 }
 
+// BuildKit's LLB numbers a RUN's ssh sockets /run/buildkit/ssh_agent.N in mount order (an
+// explicit target takes no number of its own but still counts) and points SSH_AUTH_SOCK at the
+// first one unless the env (ENV or a build arg) already sets it. ssh mounts are optional unless
+// required is given.
+func TestRunSSHMounts(t *testing.T) {
+	b := parse(t, "FROM alpine\n"+
+		"RUN --mount=type=ssh,id=gh,target=/gh.sock,required --mount=type=ssh --mount=type=tmpfs,target=/t --mount=type=ssh,id=x,required=false true\n"+
+		"RUN --mount=type=ssh true\n"+
+		"RUN true\n"+
+		"ENV SSH_AUTH_SOCK=/mine\n"+
+		"RUN --mount=type=ssh true\n")
+	st := b.Target.Steps
+	m := st[0].Run.Mounts
+	type got struct {
+		id, target string
+		required   bool
+	}
+	want := []got{{"gh", "/gh.sock", true}, {"default", "/run/buildkit/ssh_agent.1", false}, {"", "/t", false}, {"x", "/run/buildkit/ssh_agent.2", false}}
+	for i, w := range want {
+		if g := (got{m[i].ID, m[i].Target, m[i].Required}); g != w {
+			t.Errorf("mount %d = %+v, want %+v", i, g, w)
+		}
+	}
+	env := func(i int) []string {
+		var out []string
+		for _, kv := range st[i].Run.Env {
+			if strings.HasPrefix(kv, "SSH_AUTH_SOCK=") {
+				out = append(out, kv)
+			}
+		}
+		return out
+	}
+	for i, w := range map[int][]string{0: {"SSH_AUTH_SOCK=/gh.sock"}, 1: {"SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0"}, 2: nil, 4: {"SSH_AUTH_SOCK=/mine"}} {
+		if g := env(i); !reflect.DeepEqual(g, w) {
+			t.Errorf("step %d env %v, want %v", i, g, w)
+		}
+	}
+}
+
 func TestErrors(t *testing.T) {
 	cases := []struct {
 		name, df string

@@ -154,7 +154,7 @@ type Mount struct {
 	Target   string
 	Source   string
 	From     *Source // bind/cache: where Source is read from; nil = build context (bind) or empty (cache)
-	ID       string  // cache/secret id
+	ID       string  // cache/secret/ssh id
 	Sharing  string  // shared, private, locked
 	ReadOnly bool
 	Mode     *uint32

@@ -21,6 +21,7 @@ const (
 	CauseInstruction = "instruction" // the instruction's text or options
 	CauseCacheMount  = "cache-mount" // a RUN --mount=type=cache id
 	CauseSecret      = "secret"      // a RUN --mount=type=secret id
+	CauseSSH         = "ssh"         // a RUN --mount=type=ssh id
 	CauseMount       = "mount"       // the files a RUN --mount reads
 	CauseURL         = "url"         // the content an ADD URL serves
 	CauseNoCache     = "no-cache"    // --no-cache (or --no-cache-filter)
@@ -258,8 +259,8 @@ func fileSuffix(more string) string {
 	return " (+" + more + " files)"
 }
 
-// textCauses says how an instruction's text changed: a cache mount's or a secret's id when that is
-// all that differs (progress shows RUN's --mount flags), else the text old → new.
+// textCauses says how an instruction's text changed: a cache mount's, a secret's or an ssh agent's
+// id when that is all that differs (progress shows RUN's --mount flags), else the text old → new.
 func textCauses(old, cur string) []Cause {
 	om, orest := mountIDs(old)
 	cm, crest := mountIDs(cur)
@@ -276,8 +277,11 @@ func textCauses(old, cur string) []Cause {
 				break
 			}
 			kind, what := CauseCacheMount, "cache mount "+cm[i].target
-			if cm[i].typ == "secret" {
+			switch cm[i].typ {
+			case "secret":
 				kind, what = CauseSecret, "secret"
+			case "ssh":
+				kind, what = CauseSSH, "ssh"
 			}
 			cs = append(cs, Cause{Kind: kind, Name: cm[i].target, Old: om[i].id, New: cm[i].id,
 				Summary: fmt.Sprintf("%s id %s → %s", what, orDash(om[i].id), orDash(cm[i].id))})
@@ -292,7 +296,7 @@ func textCauses(old, cur string) []Cause {
 
 type mountID struct{ typ, target, id string }
 
-// mountIDs picks the id of each cache and secret mount out of a RUN's text and returns the text
+// mountIDs picks the id of each cache, secret and ssh mount out of a RUN's text and returns the text
 // without them, so two texts that differ only in those ids compare equal.
 func mountIDs(text string) ([]mountID, string) {
 	var ids []mountID
@@ -318,9 +322,12 @@ func mountIDs(text string) ([]mountID, string) {
 			}
 			others = append(others, kv)
 		}
-		if m.typ != "cache" && m.typ != "secret" {
+		if m.typ != "cache" && m.typ != "secret" && m.typ != "ssh" {
 			rest = append(rest, f)
 			continue
+		}
+		if m.typ == "ssh" && m.id == "" {
+			m.id = "default"
 		}
 		ids = append(ids, m)
 		rest = append(rest, "--mount="+strings.Join(others, ","))

@@ -101,6 +101,7 @@ func TestExplainCauseKinds(t *testing.T) {
 		miss("stage-0", 8, 8, "ADD https://example.com/f /f", "u", ""),
 		miss("stage-0", 9, 9, "RUN same", "same", ""),
 		miss("stage-0", 10, 10, "RUN lost", "lost", ""),
+		miss("stage-0", 14, 14, "RUN --mount=type=ssh git clone x", "g", ""),
 	)
 	cur := rec("bbbb", 2, map[string]string{"NEW": "n", "KEEP": "k"},
 		miss("stage-0", 2, 2, "COPY . /src", "c2", "src/a.go changed (+2 files)"),
@@ -115,6 +116,7 @@ func TestExplainCauseKinds(t *testing.T) {
 		miss("stage-0", 11, 11, "RUN new", "new", "no earlier build of this step"),
 		miss("stage-0", 12, 12, "RUN x", "x", "file mode changed on bin/run"),
 		miss("stage-0", 13, 13, "COPY --from=build /out /out", "o", "/out/app removed"),
+		miss("stage-0", 14, 14, "RUN --mount=type=ssh,id=gh git clone x", "g2", "instruction changed"),
 	)
 	cur.DockerfileDigest = "sha256:df2"
 	cur.Bases[0].Digest = "sha256:bbbbbbbbbbbbbbbb"
@@ -141,6 +143,7 @@ func TestExplainCauseKinds(t *testing.T) {
 		t.Errorf("cache mount cause %+v", c)
 	}
 	one(4, CauseSecret, "secret id tok → tok2")
+	one(14, CauseSSH, "ssh id default → gh")
 	one(5, CauseInstruction, `instruction "RUN make" → "RUN make all"`)
 	env := got[6]
 	if len(env) != 3 || env[0].Kind != CauseEnv || env[0].Summary != "ARG or ENV DEF changed (in the Dockerfile)" ||

@@ -24,6 +24,7 @@ import (
 	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot"
+	"github.com/strata-build/strata/internal/sshagent"
 	"github.com/strata-build/strata/internal/store"
 	"github.com/strata-build/strata/internal/users"
 )
@@ -649,6 +650,29 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			}
 			defer cleanup()
 			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: p, Target: target, ReadOnly: true})
+		case "ssh":
+			if !s.opts.SSH.Has(m.ID) {
+				if m.Required {
+					return fmt.Errorf("no SSH key %q forwarded: pass --ssh %s (the agent at $SSH_AUTH_SOCK) or --ssh %s=SOCKET|KEYFILE[,KEYFILE…]%s", m.ID, m.ID, m.ID, forwardedSSH(s.opts.SSH))
+				}
+				continue // not required and not given: BuildKit skips the mount (SSH_AUTH_SOCK stays set)
+			}
+			o := sshagent.SocketOpts{Mode: 0o600}
+			if m.UID != nil {
+				o.UID = *m.UID
+			}
+			if m.GID != nil {
+				o.GID = *m.GID
+			}
+			if m.Mode != nil {
+				o.Mode = fs.FileMode(*m.Mode)
+			}
+			sock, stop, err := s.opts.SSH.Serve(m.ID, memDir, o)
+			if err != nil {
+				return fmt.Errorf("mount %s: %w", target, err)
+			}
+			defer stop()
+			spec.Mounts = append(spec.Mounts, executor.Mount{Type: "bind", Source: sock, Target: target})
 		}
 	}
 	out := v.Writer()
@@ -700,9 +724,22 @@ func seedCacheDir(dir string, seed source) error {
 	return os.Lchown(dir, f.UID, f.GID)
 }
 
+// forwardedSSH names the ids the build does forward, for a required id that is missing.
+func forwardedSSH(a *sshagent.Agents) string {
+	ids := a.IDs()
+	if len(ids) == 0 {
+		return ""
+	}
+	return "; forwarded: " + strings.Join(ids, ", ")
+}
+
+// memDir is where secret files and ssh agent sockets go: memory-backed, never the store, and
+// inside strata build's namespace a tmpfs of its own that even a SIGKILL takes away.
+const memDir = "/dev/shm"
+
 // secretFile writes a secret to memory-backed storage, never the store, and returns its path.
 func secretFile(val []byte, m *graph.Mount) (string, func(), error) {
-	dir, err := os.MkdirTemp("/dev/shm", "strata-secret-")
+	dir, err := os.MkdirTemp(memDir, "strata-secret-")
 	if err != nil {
 		return "", nil, fmt.Errorf("secret %s: %w", m.ID, err)
 	}

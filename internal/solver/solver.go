@@ -21,6 +21,7 @@ import (
 	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/progress"
+	"github.com/strata-build/strata/internal/sshagent"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -42,6 +43,7 @@ type Options struct {
 	Runtime       executor.Config
 	Network       string            // default network mode for RUN
 	Secrets       map[string][]byte // --secret id → value (never logged, keyed or stored)
+	SSH           *sshagent.Agents  // --ssh ids for RUN --mount=type=ssh (keys name the mount, never the agent)
 	AllowInsecure bool              // --allow security.insecure
 	Compression   string            // gzip (default) or zstd
 
