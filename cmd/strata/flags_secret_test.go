@@ -53,3 +53,20 @@ RUN --mount=type=secret,id=TOKEN,target=/s/a --mount=type=secret,id=tokfile,targ
 		t.Errorf("a required secret from an unset variable:\n%s", r.out)
 	}
 }
+
+// A required secret is checked when its step runs, as BuildKit does: once the step is cached, a
+// build without --secret succeeds; with --no-cache it fails, naming the line and the flag.
+func TestSecretRequiredOnlyWhenTheStepRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := e.project("secret-cached", map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN --mount=type=secret,id=tok,required=true cat /run/secrets/tok > /dev/null && echo used > /used\n", "tok": "s3cret"})
+	e.build("--secret", "id=tok,src="+filepath.Join(ctx, "tok"), ctx)
+	r := e.build(ctx)
+	if !strings.Contains(r.out, "CACHED") {
+		t.Errorf("second build without --secret did not hit:\n%s", r.out)
+	}
+	r = e.buildFail("--no-cache", ctx)
+	if !r.has("Dockerfile:2") || !r.has("--secret id=tok") {
+		t.Errorf("a required secret missing when the step runs:\n%s", r.out)
+	}
+}

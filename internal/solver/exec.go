@@ -633,6 +633,9 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 		case "secret":
 			val, ok := s.opts.Secrets[m.ID]
 			if !ok {
+				if m.Required {
+					return fmt.Errorf("secret %q is required but was not given: pass --secret id=%s,src=FILE (or env=VAR)", m.ID, m.ID)
+				}
 				continue // not required and not given: BuildKit skips the mount
 			}
 			if m.Env != "" {

@@ -249,9 +249,8 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 				// Only the id and options are keyed; whether the id is given is checked when the
 				// step runs, so a cached step needs no agent (as in BuildKit).
 			case "secret":
-				if _, ok := s.opts.Secrets[m.ID]; !ok && m.Required {
-					return nil, fmt.Errorf("secret %q is required but was not given: pass --secret id=%s,src=FILE", m.ID, m.ID)
-				}
+				// Like ssh: a missing required secret fails the step when it runs, so a cached
+				// step needs no secret (as in BuildKit).
 			case "cache":
 				if m.From == nil || !seedsCache(m) {
 					break
