@@ -143,10 +143,16 @@ func TestBuildErrors(t *testing.T) {
 			want:       []string{"Dockerfile:1", "does/not-exist"},
 		},
 		{
-			name:       "--platform other than linux/amd64",
+			name:       "bad --platform",
 			dockerfile: "FROM {{BASE}}\n",
+			args:       []string{"--platform", "linux/"},
+			want:       []string{"--platform", "invalid platform"},
+		},
+		{
+			name:       "base image without the --platform",
+			dockerfile: "FROM {{BASE}}\nCOPY a.txt /\n",
 			args:       []string{"--platform", "linux/arm64"},
-			want:       []string{"--platform", "linux/arm64"},
+			want:       []string{"Dockerfile:1", "no image for platform linux/arm64", "the image is linux/amd64"},
 		},
 		{
 			name:       "bad --progress",

@@ -40,7 +40,16 @@ func (c *Client) Stats() Stats {
 // PullLazy fetches an image's manifest and config (checking the platform) but none of its layers,
 // and returns the image with the repository its layers can be fetched from later (FetchBlob).
 func (c *Client) PullLazy(ctx context.Context, ref string, bs BlobStore) (*image.Image, string, error) {
-	src, err := c.resolve(ctx, ref)
+	return c.PullLazyFor(ctx, ref, c.platform, bs)
+}
+
+// PullLazyFor is PullLazy for platform p instead of the client's: one build pulls a base once per
+// platform it builds for.
+func (c *Client) PullLazyFor(ctx context.Context, ref string, p ocispec.Platform, bs BlobStore) (*image.Image, string, error) {
+	if p.Architecture == "" {
+		p = c.platform
+	}
+	src, err := c.resolve(ctx, ref, p)
 	if err != nil {
 		return nil, "", fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -61,7 +70,7 @@ func (c *Client) PullLazy(ctx context.Context, ref string, bs BlobStore) (*image
 			return nil, "", fmt.Errorf("pull %s: %w", ref, err)
 		}
 	}
-	if err := c.checkConfigPlatform(m.Config.Digest, bs); err != nil {
+	if err := checkConfigPlatform(m.Config.Digest, bs, p); err != nil {
 		return nil, "", fmt.Errorf("pull %s: %w", ref, err)
 	}
 	img, err := parseLazy(src.manifest, src.desc, m, bs)

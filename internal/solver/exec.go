@@ -21,6 +21,7 @@ import (
 
 	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/binfmt"
 	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot"
@@ -479,6 +480,13 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 	s.runtimeOK.Do(func() { s.runtimeErr = executor.Check(s.opts.Runtime) })
 	if s.runtimeErr != nil {
 		return s.runtimeErr
+	}
+	if p := step.Stage.Platform; p.Architecture != "" {
+		// A foreign platform's binaries run only through a QEMU binfmt_misc handler; without
+		// one the container would fail with "exec format error", which names nothing to fix.
+		if err := binfmt.Check(p); err != nil {
+			return err
+		}
 	}
 	r := step.Run
 	network := r.Network

@@ -64,6 +64,11 @@ type Options struct {
 	// the config, which is assembled after the steps, not any layer.
 	SourceDateEpoch *time.Time
 
+	// LabelPlatforms prefixes progress names with the stage's platform, as BuildKit does when
+	// several platforms are built ("[linux/arm64 build 2/3]", "[linux/amd64->arm64 build 2/3]"
+	// for a stage that runs on the build platform for another target).
+	LabelPlatforms bool
+
 	// Position prefixes step positions in the miss-reason history (Dockerfile path + target), so
 	// a miss is explained against the last build of the same Dockerfile.
 	Position string
@@ -138,7 +143,8 @@ type stageState struct {
 }
 
 type solver struct {
-	opts Options
+	opts   Options
+	target ocispec.Platform // the build's target platform (graph.Build.Platform)
 	// runtimeOK checks the OCI runtime once, when the first RUN has to execute: a fully cached
 	// build never pays for it.
 	runtimeOK  sync.Once
@@ -163,7 +169,7 @@ func Solve(ctx context.Context, b *graph.Build, opts Options) (*Result, error) {
 	if opts.Network == "" {
 		opts.Network = "default"
 	}
-	s := &solver{opts: opts, stages: map[*graph.Stage]*stageState{}}
+	s := &solver{opts: opts, target: b.Platform, stages: map[*graph.Stage]*stageState{}}
 	for _, st := range b.Stages {
 		s.stages[st] = &stageState{done: make(chan struct{})}
 	}
