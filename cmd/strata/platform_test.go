@@ -205,7 +205,37 @@ COPY --from=1 /arch /targetarch /out /
 	if m := missed(r2.out); len(m) > 0 {
 		t.Errorf("rebuild missed %v\n%s", m, r2.out)
 	}
+	if out := e.run("images"); out.err != nil || !strings.Contains(out.out, "strata-multi/app:1") || strings.Contains(out.out, "?") {
+		t.Errorf("strata images with an index tag: %v\n%s", out.err, out.out)
+	}
 	if out := e.run("store", "verify"); out.err != nil {
 		t.Errorf("store verify after a multi-platform build: %v\n%s", out.err, out.out)
+	}
+}
+
+// Bases for another platform, as BuildKit treats them: an index without the platform is an error
+// on the FROM line naming what the index has; a single-platform image of another platform is
+// used, with BuildKit's InvalidBaseImagePlatform warning.
+func TestPlatformBaseMismatch(t *testing.T) {
+	e := newEnv(t)
+	ctx := e.multiProject("riscv", map[string]string{"Dockerfile": "FROM {{MULTI}}\nCOPY a.txt /\n", "a.txt": "a\n"})
+	r := e.buildFail("--platform", "linux/riscv64", ctx)
+	line := errLine(t, r.out)
+	for _, w := range []string{"Dockerfile:1", "no image for platform linux/riscv64", "linux/amd64, linux/arm64"} {
+		if !strings.Contains(line, w) {
+			t.Errorf("error line lacks %q: %s\n%s", w, line, r.out)
+		}
+	}
+
+	ctx = e.project("single", map[string]string{"Dockerfile": "FROM {{BASE}}\nCOPY a.txt /\n", "a.txt": "a\n"})
+	arc := filepath.Join(e.dir, "single.tar")
+	r = e.build("--platform", "linux/arm64", "-o", "type=oci,dest="+arc, ctx)
+	if want := `Dockerfile:1: InvalidBaseImagePlatform: Base image ` + baseRef + ` was pulled with platform "linux/amd64", expected "linux/arm64" for current build`; !r.has(want) {
+		t.Errorf("no warning %q\n%s", want, r.out)
+	}
+	var cfg ocispec.Image
+	skopeoJSON(t, &cfg, "inspect", "--config", "oci-archive:"+arc)
+	if cfg.Architecture != "arm64" {
+		t.Errorf("config architecture %q, want the requested arm64 (as BuildKit sets it)", cfg.Architecture)
 	}
 }

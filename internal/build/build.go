@@ -168,6 +168,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	// Each platform is parsed on its own: TARGETPLATFORM and the bases differ.
 	dfName := filepath.Base(o.DockerfilePath)
 	builds := make([]*graph.Build, len(plats))
+	warned := map[string]bool{}
 	for i, p := range plats {
 		name := "[internal] load build definition from " + dfName
 		if multi {
@@ -184,8 +185,11 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 			return nil, err
 		}
 		v.Done()
-		if i == 0 {
-			for _, w := range b.Warnings {
+		// Most warnings are the same for every platform; a base image of the wrong platform
+		// is one platform's.
+		for _, w := range b.Warnings {
+			if !warned[w] {
+				warned[w] = true
 				o.Warn(w)
 			}
 		}
@@ -410,8 +414,8 @@ func writeResultFiles(o Options, r *Result) error {
 		md := map[string]any{
 			"containerimage.digest":     r.Image.Manifest.Digest.String(),
 			"containerimage.descriptor": r.Image.Manifest,
-			"strata.bytes.pulled":          r.Registry.Pulled,
-			"strata.bytes.pushed":          r.Registry.Pushed,
+			"strata.bytes.pulled":       r.Registry.Pulled,
+			"strata.bytes.pushed":       r.Registry.Pushed,
 		}
 		if len(r.Image.Children) == 0 {
 			md["containerimage.config.digest"] = r.Image.Config.Digest.String()

@@ -34,10 +34,10 @@ type Options struct {
 	Filename   string // for errors, e.g. "Dockerfile"
 	BuildArgs  map[string]string
 	Target     string
-	Platform   ocispec.Platform  // TARGETPLATFORM: the host's platform when zero
+	Platform   ocispec.Platform // TARGETPLATFORM: the host's platform when zero
 	// BuildPlatform is BUILDPLATFORM, where RUN executes natively: the host's when zero.
 	BuildPlatform ocispec.Platform
-	Labels     map[string]string // --label, applied to the target stage's config
+	Labels        map[string]string // --label, applied to the target stage's config
 	// NamedContexts is --build-context NAME=VALUE: "docker-image://REF", "oci-layout://PATH", or a
 	// local dir path.
 	NamedContexts map[string]string
@@ -716,6 +716,11 @@ func (b *builder) resolveBase(s *stageState) error {
 		return b.errorf(s.line, "%s: %v", s.baseName, ri.err)
 	}
 	s.digest, s.img = ri.digest, ri.img
+	if have := s.img.Platform; have.Architecture != "" && (have.OS != s.platform.OS || platform.Normalize(have).Architecture != s.platform.Architecture) {
+		// BuildKit uses a single-platform base of another platform and warns with this rule.
+		b.warnf(s.line, "InvalidBaseImagePlatform: Base image %s was pulled with platform %q, expected %q for current build",
+			s.baseName, platform.Format(platform.Normalize(have)), platform.Format(s.platform))
+	}
 	return nil
 }
 

@@ -79,7 +79,6 @@ func normalizeWorkdir(current, requested string) (string, error) {
 	return path.Clean(requested), nil
 }
 
-
 // parsePorts turns EXPOSE arguments ("80", "53/udp", "8000-8001", "127.0.0.1:80:8080/tcp") into
 // the "port/proto" keys of ExposedPorts.
 func parsePorts(ports []string) ([]string, error) {

@@ -27,8 +27,8 @@ type Stage struct {
 	// Platform is what the stage's base is pulled for and its RUN steps execute as: the build's
 	// target platform, or FROM --platform's (e.g. $BUILDPLATFORM for a cross-compiling stage).
 	Platform ocispec.Platform
-	Base  Base
-	Steps []*Step
+	Base     Base
+	Steps    []*Step
 	// Config is the image config after the last step (base image config included). The solver adds
 	// the layer-dependent parts (rootfs, history, created time) as it runs.
 	Config dockerspec.DockerOCIImageConfig

@@ -189,6 +189,8 @@ type source struct {
 	repo     name.Repository
 	desc     ocispec.Descriptor
 	manifest []byte
+	// picked is set when desc was chosen from an index by platform (so it is the platform's).
+	picked bool
 }
 
 func (c *Client) resolve(ctx context.Context, ref string, p ocispec.Platform) (*source, error) {
@@ -224,6 +226,7 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference, p ocispec.Plat
 	}
 	desc := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: digest.Digest(got.Digest.String()), Size: got.Size}
 	body := got.Manifest
+	picked := false
 	if image.IsIndex(desc.MediaType) {
 		child, err := pickPlatform(body, p)
 		if err != nil {
@@ -235,6 +238,7 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference, p ocispec.Plat
 		}
 		body = got.Manifest
 		desc = ocispec.Descriptor{MediaType: string(got.MediaType), Digest: child.Digest, Size: int64(len(body))}
+		picked = true
 	}
 	if got := digest.FromBytes(body); got != desc.Digest {
 		return nil, fmt.Errorf("manifest has digest %s, registry said %s", got, desc.Digest)
@@ -247,7 +251,7 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference, p ocispec.Plat
 		return nil, fmt.Errorf("%s is a %s, not an image", desc.Digest, mt)
 	}
 	desc.MediaType = mt
-	return &source{repo: r.Context(), desc: desc, manifest: body}, nil
+	return &source{repo: r.Context(), desc: desc, manifest: body, picked: picked}, nil
 }
 
 // get is remote.Get, retried, with its error classified.

@@ -19,9 +19,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/strata-build/strata/internal/binfmt"
 	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/executor"
-	"github.com/strata-build/strata/internal/binfmt"
 	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot"

@@ -255,7 +255,8 @@ func (r *Resolver) readImage(d digest.Digest) (ocispec.Manifest, dockerspec.Dock
 }
 
 // forPlatform picks p's image out of a stored manifest or index: an index's entry for p, or the
-// manifest itself when its config names p or no platform.
+// manifest itself (whatever its platform: as BuildKit, a single-platform image is used and the
+// frontend warns when it is another platform's).
 func (r *Resolver) forPlatform(d digest.Digest, p ocispec.Platform) (digest.Digest, bool) {
 	data, err := r.Store.ReadBlob(d)
 	if err != nil {
@@ -277,18 +278,7 @@ func (r *Resolver) forPlatform(d digest.Digest, p ocispec.Platform) (digest.Dige
 		}
 		return "", false
 	}
-	cd, err := r.Store.ReadBlob(m.Config.Digest)
-	if err != nil {
-		return "", false
-	}
-	var cfg ocispec.Image
-	if err := json.Unmarshal(cd, &cfg); err != nil {
-		return "", false
-	}
-	if cfg.Architecture == "" || platform.Equal(cfg.Platform, p) {
-		return d, true
-	}
-	return "", false
+	return d, r.Store.Has(m.Config.Digest)
 }
 
 // Load returns a resolved image as a filesystem for platform p. dgst, when known, skips
