@@ -101,12 +101,12 @@ func TestPlatformMissingEmulator(t *testing.T) {
 	}
 }
 
-// Two platforms make one index (OCI archive, registry, local store); each image is its platform's;
+// Two platforms make one index (OCI archive, registry, local store; --iidfile names it); each
+// image is its platform's;
 // the FROM --platform=$BUILDPLATFORM stage runs once and feeds both; a rebuild is all cached; and
 // the same RUN on the same files misses for each platform (keys name the platform).
 func TestPlatformIndexAndSharedBuildStage(t *testing.T) {
 	requireEmulation(t)
-	testenv.RequireTools(t, "umoci")
 	e := newEnv(t)
 	ctx := e.multiProject("multi", map[string]string{"Dockerfile": `FROM --platform=$BUILDPLATFORM {{MULTI}} AS build
 ARG BUILDPLATFORM
@@ -124,7 +124,8 @@ COPY --from=1 /arch /targetarch /out /
 	arc := filepath.Join(e.dir, "multi.tar")
 	local := filepath.Join(e.dir, "local")
 	ref := testReg.Addr() + "/strata-multi/app:1"
-	r := e.build("--platform", "linux/amd64,linux/arm64", "-t", ref, "--push", "-o", "type=oci,dest="+arc, "-o", "type=local,dest="+local, "-o", "type=image", ctx)
+	iid := filepath.Join(e.dir, "iid")
+	r := e.build("--platform", "linux/amd64,linux/arm64", "-t", ref, "--push", "--iidfile", iid, "-o", "type=oci,dest="+arc, "-o", "type=local,dest="+local, "-o", "type=image", ctx)
 
 	states := stepStates(r.out)
 	// The build stage: its RUN misses once (linux/amd64) and is a hit for arm64's copy of it.
@@ -200,10 +201,20 @@ COPY --from=1 /arch /targetarch /out /
 		t.Errorf("archive and registry differ: %v vs %v", inner.Manifests, idx.Manifests)
 	}
 
+	// A docker archive holds one platform: refused before anything runs.
+	bad := e.buildFail("--platform", "linux/amd64,linux/arm64", "-o", "type=docker,dest="+filepath.Join(e.dir, "d.tar"), ctx)
+	if line := errLine(t, bad.out); !strings.Contains(line, "type=docker") || strings.Contains(bad.out, "RUN") {
+		t.Errorf("type=docker with two platforms: %s\n%s", line, bad.out)
+	}
+
 	// A rebuild is all cached and gives the same index.
-	r2 := e.build("--platform", "linux/amd64,linux/arm64", "-t", ref, "-o", "type=image", ctx)
+	iid2 := filepath.Join(e.dir, "iid2")
+	r2 := e.build("--platform", "linux/amd64,linux/arm64", "-t", ref, "--iidfile", iid2, "-o", "type=image", ctx)
 	if m := missed(r2.out); len(m) > 0 {
 		t.Errorf("rebuild missed %v\n%s", m, r2.out)
+	}
+	if a, b := readFile(t, iid), readFile(t, iid2); a != b || a != top.Manifests[0].Digest.String() {
+		t.Errorf("index digests: first %s, rebuild %s, archive %s", a, b, top.Manifests[0].Digest)
 	}
 	if out := e.run("images"); out.err != nil || !strings.Contains(out.out, "strata-multi/app:1") || strings.Contains(out.out, "?") {
 		t.Errorf("strata images with an index tag: %v\n%s", out.err, out.out)
@@ -237,5 +248,27 @@ func TestPlatformBaseMismatch(t *testing.T) {
 	skopeoJSON(t, &cfg, "inspect", "--config", "oci-archive:"+arc)
 	if cfg.Architecture != "arm64" {
 		t.Errorf("config architecture %q, want the requested arm64 (as BuildKit sets it)", cfg.Architecture)
+	}
+}
+
+// A cache exported by a two-platform build serves both platforms on a fresh runner, each its
+// own records: the arm64 output still says aarch64.
+func TestPlatformCacheTravels(t *testing.T) {
+	requireEmulation(t)
+	e := newEnv(t)
+	ctx := e.multiProject("travel", map[string]string{"Dockerfile": "FROM {{MULTI}}\nRUN uname -m > /arch\n"})
+	cache := filepath.Join(e.dir, "cache")
+	e.build("--platform", "linux/amd64,linux/arm64", "--cache-to", "type=local,dest="+cache+",mode=max", ctx)
+
+	fresh := newEnv(t)
+	out := filepath.Join(fresh.dir, "out")
+	r := fresh.build("--platform", "linux/amd64,linux/arm64", "--cache-from", "type=local,src="+cache, "-o", "type=local,dest="+out, ctx)
+	if m := missed(r.out); len(m) > 0 {
+		t.Errorf("fresh runner missed %v\n%s", m, r.out)
+	}
+	for arch, want := range map[string]string{"amd64": "x86_64\n", "arm64": "aarch64\n"} {
+		if got := readFile(t, filepath.Join(out, "linux_"+arch, "arch")); got != want {
+			t.Errorf("%s /arch from the cache = %q, want %q", arch, got, want)
+		}
 	}
 }
