@@ -216,6 +216,18 @@ COPY --from=1 /arch /targetarch /out /
 	if a, b := readFile(t, iid), readFile(t, iid2); a != b || a != top.Manifests[0].Digest.String() {
 		t.Errorf("index digests: first %s, rebuild %s, archive %s", a, b, top.Manifests[0].Digest)
 	}
+	// --no-cache reruns everything, the build stage still once.
+	nc := e.build("--platform", "linux/amd64,linux/arm64", "--no-cache", ctx)
+	ran := 0
+	for name, st := range stepStates(nc.out) {
+		if strings.Contains(name, "RUN echo \"compiled on") && st == "MISS" {
+			ran++
+		}
+	}
+	if ran != 1 {
+		t.Errorf("--no-cache: build stage RUN ran %d times, want 1\n%s", ran, nc.out)
+	}
+
 	if out := e.run("images"); out.err != nil || !strings.Contains(out.out, "strata-multi/app:1") || strings.Contains(out.out, "?") {
 		t.Errorf("strata images with an index tag: %v\n%s", out.err, out.out)
 	}

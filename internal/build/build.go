@@ -225,6 +225,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	var steps []solver.StepResult
 	var cacheEntries = map[string][]remotecache.Entry{}
 	selections := map[string]store.SelectionMemo{}
+	builtKeys := &solver.BuiltKeys{}
 	for i, b := range builds {
 		p := plats[i]
 		sopts := solver.Options{
@@ -235,7 +236,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 			Compression: compression, Position: o.DockerfilePath + "|" + o.Target + positionPlatform(p),
 			PortablePosition: portablePosition(o) + positionPlatform(p),
 			Fetch:            fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
-			LabelPlatforms: multi,
+			LabelPlatforms: multi, Built: builtKeys,
 		}
 		if remote != nil {
 			sopts.Remote = remote

@@ -216,6 +216,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		if err := s.opts.Store.PutRecord(rec); err != nil {
 			return err
 		}
+		s.opts.Built.add(key)
 		v.Done()
 	}
 	s.opts.Store.SetLast(position, summary)
@@ -245,7 +246,14 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 // latter). A stage that ignores the cache finds nothing.
 func (s *solver) lookup(st *graph.Stage, key string) (rec *store.Record, remote bool, err error) {
 	if s.noCache(st) {
-		return nil, false, nil
+		if !s.opts.Built.has(key) {
+			return nil, false, nil
+		}
+		rec, err = s.opts.Store.GetRecord(key)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, err
+		}
+		return rec, false, nil
 	}
 	rec, err = s.opts.Store.GetRecord(key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
