@@ -284,3 +284,33 @@ func TestPlatformCacheTravels(t *testing.T) {
 		}
 	}
 }
+
+// A platform with a variant: linux/arm/v7 picks the arm/v7 entry of the index, runs under
+// qemu-arm, sees TARGETVARIANT=v7, and the config and index entry carry the variant.
+func TestPlatformArmV7Variant(t *testing.T) {
+	armv7 := ocispec.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}
+	if err := binfmt.Check(armv7); err != nil {
+		t.Skipf("arm/v7 emulation unavailable (qemu-user-static): %v", err)
+	}
+	testenv.RequireTools(t, "skopeo", "dpkg-deb", "apt-get")
+	ref, err := testenv.PushBusyboxPlatforms(testReg, "busybox-armv7:latest", ocispec.Platform{OS: "linux", Architecture: "amd64"}, armv7)
+	if err != nil {
+		t.Skipf("no armhf busybox image (dpkg --add-architecture armhf && apt-get update): %v", err)
+	}
+	e := newEnv(t)
+	ctx := e.project("armv7", map[string]string{"Dockerfile": "FROM " + ref + "\nARG TARGETVARIANT TARGETPLATFORM\nRUN uname -m > /arch && echo $TARGETVARIANT $TARGETPLATFORM > /args\n"})
+	out := filepath.Join(e.dir, "out")
+	arc := filepath.Join(e.dir, "v7.tar")
+	e.build("--platform", "linux/arm", "-o", "type=local,dest="+out, "-o", "type=oci,dest="+arc, ctx)
+	if got := readFile(t, filepath.Join(out, "arch")); got != "armv7l\n" {
+		t.Errorf("/arch = %q, want armv7l", got)
+	}
+	if got := readFile(t, filepath.Join(out, "args")); got != "v7 linux/arm/v7\n" {
+		t.Errorf("/args = %q", got)
+	}
+	var cfg ocispec.Image
+	skopeoJSON(t, &cfg, "inspect", "--config", "oci-archive:"+arc)
+	if cfg.Architecture != "arm" || cfg.Variant != "v7" {
+		t.Errorf("config %s/%s, want arm/v7", cfg.Architecture, cfg.Variant)
+	}
+}

@@ -58,23 +58,48 @@ func ForeignBusybox(debArch string) (string, error) {
 	return bin, nil
 }
 
+// debArch names Debian's architecture for a platform's busybox-static package.
+var debArch = map[string]string{
+	"linux/arm64":   "arm64",
+	"linux/arm/v7":  "armhf",
+	"linux/386":     "i386",
+	"linux/ppc64le": "ppc64el",
+	"linux/s390x":   "s390x",
+	"linux/riscv64": "riscv64",
+}
+
 // PushBusyboxIndex pushes a two-platform busybox (linux/amd64 from the host's busybox-static,
 // linux/arm64 from Debian's busybox-static:arm64) as one OCI image index to ADDR/repoTag, and
 // returns the reference.
 func PushBusyboxIndex(reg *Registry, repoTag string) (string, error) {
-	arm, err := ForeignBusybox("arm64")
-	if err != nil {
-		return "", err
-	}
+	return PushBusyboxPlatforms(reg, repoTag, ocispec.Platform{OS: "linux", Architecture: "amd64"}, ocispec.Platform{OS: "linux", Architecture: "arm64"})
+}
+
+// PushBusyboxPlatforms pushes a busybox index with one image per platform: linux/amd64 from the
+// host's busybox-static, the others from Debian's busybox-static of their architecture
+// (ForeignBusybox).
+func PushBusyboxPlatforms(reg *Registry, repoTag string, plats ...ocispec.Platform) (string, error) {
 	dir, err := os.MkdirTemp("", "strata-busybox-index-")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	plats := []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
 	var manifests []ocispec.Descriptor
-	for i, bin := range []string{HostBusybox, arm} {
-		img, err := buildBusyboxBlobs(dir, bin, plats[i])
+	for _, p := range plats {
+		bin := HostBusybox
+		if name := p.OS + "/" + p.Architecture; name != "linux/amd64" {
+			if p.Variant != "" {
+				name += "/" + p.Variant
+			}
+			arch, ok := debArch[name]
+			if !ok {
+				return "", fmt.Errorf("no Debian busybox-static for %s", name)
+			}
+			if bin, err = ForeignBusybox(arch); err != nil {
+				return "", err
+			}
+		}
+		img, err := buildBusyboxBlobs(dir, bin, p)
 		if err != nil {
 			return "", err
 		}
