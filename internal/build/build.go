@@ -75,6 +75,7 @@ type Options struct {
 
 // Result is a finished build.
 type Result struct {
+	// Image is the built image; with several platforms, their OCI image index (Image.Children).
 	Image *image.Image
 	Steps []solver.StepResult
 	// Bytes moved to and from registries (layers, configs and cache blobs; manifests excluded).
@@ -223,7 +224,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	var solved []*solver.Result
 	var images []*image.Image
 	var steps []solver.StepResult
-	var cacheEntries = map[string][]remotecache.Entry{}
+	cacheEntries := map[string][]remotecache.Entry{}
 	selections := map[string]store.SelectionMemo{}
 	builtKeys := &solver.BuiltKeys{}
 	for i, b := range builds {
