@@ -231,6 +231,10 @@ COPY --from=1 /arch /targetarch /out /
 	if out := e.run("images"); out.err != nil || !strings.Contains(out.out, "strata-multi/app:1") || strings.Contains(out.out, "?") {
 		t.Errorf("strata images with an index tag: %v\n%s", out.err, out.out)
 	}
+	// Pruning everything else keeps every platform's image of the tagged index.
+	if out := e.run("prune", "--all"); out.err != nil {
+		t.Fatalf("prune --all: %v\n%s", out.err, out.out)
+	}
 	if out := e.run("store", "verify"); out.err != nil {
 		t.Errorf("store verify after a multi-platform build: %v\n%s", out.err, out.out)
 	}
