@@ -125,7 +125,8 @@ COPY --from=1 /arch /targetarch /out /
 	local := filepath.Join(e.dir, "local")
 	ref := testReg.Addr() + "/strata-multi/app:1"
 	iid := filepath.Join(e.dir, "iid")
-	r := e.build("--platform", "linux/amd64,linux/arm64", "-t", ref, "--push", "--iidfile", iid, "-o", "type=oci,dest="+arc, "-o", "type=local,dest="+local, "-o", "type=image", ctx)
+	layoutDir := filepath.Join(e.dir, "layoutdir")
+	r := e.build("--platform", "linux/amd64,linux/arm64", "-t", ref, "--push", "--iidfile", iid, "-o", "type=oci,dest="+arc, "-o", "type=local,dest="+local, "-o", "type=oci,dest="+layoutDir+",tar=false", "-o", "type=image", ctx)
 
 	states := stepStates(r.out)
 	// The build stage: its RUN misses once (linux/amd64) and is a hit for arm64's copy of it.
@@ -199,6 +200,18 @@ COPY --from=1 /arch /targetarch /out /
 	}
 	if inner.Manifests[0].Digest != idx.Manifests[0].Digest || inner.Manifests[1].Digest != idx.Manifests[1].Digest {
 		t.Errorf("archive and registry differ: %v vs %v", inner.Manifests, idx.Manifests)
+	}
+
+	// The OCI layout directory holds the same index, tagged, which skopeo reads.
+	var fromLayout ocispec.Index
+	skopeoJSON(t, &fromLayout, "inspect", "--raw", "oci:"+layoutDir+":1")
+	if len(fromLayout.Manifests) != 2 || fromLayout.Manifests[1].Digest != idx.Manifests[1].Digest {
+		t.Errorf("layout index %+v, registry %+v", fromLayout.Manifests, idx.Manifests)
+	}
+	var armCfg ocispec.Image
+	skopeoJSON(t, &armCfg, "inspect", "--config", "--override-arch", "arm64", "oci:"+layoutDir+":1")
+	if armCfg.Architecture != "arm64" {
+		t.Errorf("skopeo picked %s for arm64 from the layout", armCfg.Architecture)
 	}
 
 	// A docker archive holds one platform: refused before anything runs.
