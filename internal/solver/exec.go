@@ -481,7 +481,8 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 	if s.runtimeErr != nil {
 		return s.runtimeErr
 	}
-	if p := step.Stage.Platform; p.Architecture != "" {
+	if step.Stage != nil && step.Stage.Platform.Architecture != "" {
+		p := step.Stage.Platform
 		// A foreign platform's binaries run only through a QEMU binfmt_misc handler; without
 		// one the container would fail with "exec format error", which names nothing to fix.
 		if err := binfmt.Check(p); err != nil {
