@@ -10,8 +10,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Parse reads one platform ("linux/arm64", "linux/arm/v7", "arm64") and normalizes it.
+// Parse reads one platform ("linux/arm64", "linux/arm/v7", "arm64", or "local" for the host's,
+// as buildx reads it) and normalizes it.
 func Parse(s string) (ocispec.Platform, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "local") {
+		return Host(), nil
+	}
 	parts := strings.Split(strings.ToLower(strings.TrimSpace(s)), "/")
 	var p ocispec.Platform
 	switch len(parts) {

@@ -18,6 +18,9 @@ func TestParseList(t *testing.T) {
 	if s := strings.Join(got, " "); s != want {
 		t.Fatalf("got %s, want %s", s, want)
 	}
+	if ps, err := ParseList("local,linux/arm64"); err != nil || !Equal(ps[0], Host()) || len(ps) != 2 {
+		t.Errorf("local: %v %v", ps, err)
+	}
 	for _, bad := range []string{"linux/", "a/b/c/d", "/arm64"} {
 		if _, err := ParseList(bad); err == nil {
 			t.Errorf("%q accepted", bad)
