@@ -331,3 +331,23 @@ func TestPlatformArmV7Variant(t *testing.T) {
 		t.Errorf("config %s/%s, want arm/v7", cfg.Architecture, cfg.Variant)
 	}
 }
+
+// An inline cache on a pushed index: each platform's config carries its records, and a fresh
+// runner's --cache-from the index reads them all.
+func TestPlatformInlineCacheOnIndex(t *testing.T) {
+	requireEmulation(t)
+	e := newEnv(t)
+	ctx := e.multiProject("inline", map[string]string{"Dockerfile": "FROM {{MULTI}}\nRUN uname -m > /arch\n"})
+	ref := testReg.Addr() + "/strata-multi/inline:1"
+	e.build("--platform", "linux/amd64,linux/arm64", "--cache-to", "type=inline", "-t", ref, "--push", ctx)
+
+	fresh := newEnv(t)
+	out := filepath.Join(fresh.dir, "out")
+	r := fresh.build("--platform", "linux/amd64,linux/arm64", "--cache-from", ref, "-o", "type=local,dest="+out, ctx)
+	if m := missed(r.out); len(m) > 0 {
+		t.Errorf("fresh runner missed %v\n%s", m, r.out)
+	}
+	if got := readFile(t, filepath.Join(out, "linux_arm64", "arch")); got != "aarch64\n" {
+		t.Errorf("arm64 /arch from the inline cache = %q", got)
+	}
+}
