@@ -13,13 +13,13 @@ import (
 	"strings"
 	"syscall"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-build/strata/internal/build"
 	"github.com/strata-build/strata/internal/dockerfile"
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/history"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/remotecache"
@@ -82,7 +82,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name and optionally a tag (name:tag); repeatable")
 	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE (KEY alone takes it from the environment)")
 	f.StringVar(&o.target, "target", "", "build this stage")
-	f.StringVar(&o.platform, "platform", "", "target platform (only linux/amd64)")
+	f.StringVar(&o.platform, "platform", "", "target platforms, comma-separated (e.g. linux/amd64,linux/arm64)")
 	f.StringArrayVar(&o.labels, "label", nil, "image label KEY=VALUE")
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache")
 	f.StringSliceVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for these stages")
@@ -148,10 +148,13 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		Tags:     o.tags, Target: o.target, NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Pull: o.pull,
 		Network: o.network, Compression: o.compression, NormalizePerms: o.contextPerms == "normalize",
 		IIDFile: o.iidfile, MetadataFile: o.metadataFile, Load: o.load,
-		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
 	}
-	if o.platform != "" && o.platform != "linux/amd64" {
-		return fmt.Errorf("--platform=%s: only linux/amd64 is supported", o.platform)
+	if o.platform != "" {
+		ps, err := platform.ParseList(o.platform)
+		if err != nil {
+			return fmt.Errorf("--platform=%s: %w", o.platform, err)
+		}
+		bo.Platforms = ps
 	}
 	if o.network != "default" && o.network != "host" && o.network != "none" {
 		return fmt.Errorf("--network=%s: use default, host or none", o.network)
@@ -287,7 +290,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	}()
 	bo.Store = st
 	bo.Runtime = executor.Config{Runtime: o.runtime, StateDir: runcStateDir()}
-	bo.Registry = registry.Options{Insecure: o.insecure, Mirrors: append(o.mirrors, configMirrors()...), Platform: bo.Platform}
+	bo.Registry = registry.Options{Insecure: o.insecure, Mirrors: append(o.mirrors, configMirrors()...)}
 
 	dfName := filepath.Base(dfPath)
 	defer func() {

@@ -143,11 +143,12 @@ func TestBuildErrors(t *testing.T) {
 			want:       []string{"Dockerfile:1", "does/not-exist"},
 		},
 		{
-			name:       "--platform other than linux/amd64",
+			name:       "bad --platform",
 			dockerfile: "FROM {{BASE}}\n",
-			args:       []string{"--platform", "linux/arm64"},
-			want:       []string{"--platform", "linux/arm64"},
+			args:       []string{"--platform", "linux/"},
+			want:       []string{"--platform", "invalid platform"},
 		},
+
 		{
 			name:       "bad --progress",
 			dockerfile: "FROM {{BASE}}\n",
@@ -329,7 +330,9 @@ func layoutBlob(layout string, d digest.Digest) string {
 	return filepath.Join(layout, "blobs", d.Algorithm().String(), d.Encoded())
 }
 
-// An image that exists only for another platform fails with a clear error naming the platform.
+// An index without the build's platform fails with a clear error naming the platform; a
+// single-platform image of another platform is used with BuildKit's InvalidBaseImagePlatform
+// warning, as BuildKit v0.33.1 does.
 func TestImageWithoutPlatform(t *testing.T) {
 	testenv.RequireTools(t, "skopeo", "umoci")
 	e := newEnv(t)
@@ -358,7 +361,16 @@ func TestImageWithoutPlatform(t *testing.T) {
 		t.Fatalf("fixture %s is %s, not an index", multi, raw.MediaType)
 	}
 
-	for _, ref := range []string{single, multi} {
+	ctx := e.project("arm-single", map[string]string{
+		"Dockerfile": "FROM " + single + "\nCOPY a.txt /\n",
+		"a.txt":      "a\n",
+	})
+	r := e.build(ctx)
+	if want := `Dockerfile:1: InvalidBaseImagePlatform: Base image ` + single + ` was pulled with platform "linux/arm64", expected "linux/amd64" for current build`; !r.has(want) {
+		t.Errorf("no warning %q\n%s", want, r.out)
+	}
+
+	for _, ref := range []string{multi} {
 		ctx := e.project("arm-"+strings.ReplaceAll(ref[strings.LastIndex(ref, "/")+1:], ":", "-"), map[string]string{
 			"Dockerfile": "FROM " + ref + "\nCOPY a.txt /\n",
 			"a.txt":      "a\n",

@@ -61,9 +61,31 @@ func imageInfo(st *store.Store, d digest.Digest) (string, int64, string) {
 	if err != nil {
 		return "?", 0, ""
 	}
-	var m ocispec.Manifest
+	var m struct {
+		ocispec.Manifest
+		Manifests []ocispec.Descriptor `json:"manifests"`
+	}
 	if json.Unmarshal(data, &m) != nil {
 		return "?", 0, ""
+	}
+	if len(m.Manifests) > 0 {
+		// A multi-platform build: its platforms' images together, the latest creation time.
+		created, size, lazy := "?", int64(0), 0
+		for _, c := range m.Manifests {
+			cr, sz, lz := imageInfo(st, c.Digest)
+			if created == "?" || (cr != "?" && cr > created) {
+				created = cr
+			}
+			size += sz
+			if lz != "no" {
+				lazy++
+			}
+		}
+		lazyText := "no"
+		if lazy > 0 {
+			lazyText = fmt.Sprintf("%d of %d platforms partly", lazy, len(m.Manifests))
+		}
+		return created, size, lazyText
 	}
 	size := m.Config.Size
 	lazy := 0

@@ -21,6 +21,7 @@ import (
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/remotecache"
@@ -45,7 +46,9 @@ type Options struct {
 	BuildArgs map[string]string
 	Labels    map[string]string
 	Target    string
-	Platform  ocispec.Platform
+	// Platforms are the --platform targets: one image each, several make an OCI image index.
+	// Empty means the host's platform.
+	Platforms []ocispec.Platform
 
 	NoCache       bool
 	NoCacheFilter []string
@@ -79,6 +82,7 @@ type Options struct {
 
 // Result is a finished build.
 type Result struct {
+	// Image is the built image; with several platforms, their OCI image index (Image.Children).
 	Image *image.Image
 	Steps []solver.StepResult
 	// Bytes moved to and from registries (layers, configs and cache blobs; manifests excluded).
@@ -108,13 +112,20 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	if err := buildkitArgs(&o); err != nil {
 		return nil, err
 	}
+	annPlat := platform.Host()
+	if len(o.Platforms) > 0 {
+		annPlat = o.Platforms[0]
+	}
 	o.Outputs = slices.Clone(o.Outputs)
 	for i, out := range o.Outputs {
 		if out.Type == "local" || out.Type == "tar" {
 			continue
 		}
 		out.Annotations = append(slices.Clone(o.Annotations), out.Annotations...)
-		if out.manifestAnn, out.descriptorAnn, err = annotationsFor(out.Annotations, o.Platform, "--output type="+out.Type); err != nil {
+		if len(o.Platforms) > 1 && len(out.Annotations) > 0 {
+			return nil, fmt.Errorf("--output type=%s: annotations on a multi-platform build are not supported yet; build one platform at a time to annotate it", out.Type)
+		}
+		if out.manifestAnn, out.descriptorAnn, err = annotationsFor(out.Annotations, annPlat, "--output type="+out.Type); err != nil {
 			return nil, err
 		}
 		o.Outputs[i] = out
@@ -155,9 +166,19 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	}
 	rec := o.Progress
 	st := o.Store
+	plats := o.Platforms
+	if len(plats) == 0 {
+		plats = []ocispec.Platform{platform.Host()}
+	}
+	multi := len(plats) > 1
+	if multi {
+		if err := checkMultiOutputs(o); err != nil {
+			return nil, err
+		}
+	}
 	ro := o.Registry
 	if ro.Platform.OS == "" {
-		ro.Platform = o.Platform
+		ro.Platform = plats[0]
 	}
 	reg := registry.New(ro)
 	fetcher := &remotecache.Fetcher{Registry: reg, Store: st}
@@ -181,35 +202,50 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 			v.Done()
 		}()
 	}
-
-	dfName := filepath.Base(o.DockerfilePath)
-	v := rec.Start("[internal] load build definition from " + dfName)
-	b, err := dockerfile.Parse(ctx, dockerfile.Options{
-		Dockerfile: o.Dockerfile, Filename: dfName, BuildArgs: o.BuildArgs, Target: o.Target,
-		Platform: o.Platform, Labels: o.Labels, NamedContexts: named, Resolver: resolver,
-		Sandbox: o.Sandbox,
-	})
-	if err != nil {
+	waitImport := func() {
 		if imported != nil {
 			<-imported
 		}
-		v.Fail(err)
-		return nil, err
 	}
-	v.Done()
-	for _, w := range b.Warnings {
-		o.Warn(w)
+
+	// Each platform is parsed on its own: TARGETPLATFORM and the bases differ.
+	dfName := filepath.Base(o.DockerfilePath)
+	builds := make([]*graph.Build, len(plats))
+	warned := map[string]bool{}
+	for i, p := range plats {
+		name := "[internal] load build definition from " + dfName
+		if multi {
+			name += " for " + platform.Format(p)
+		}
+		v := rec.Start(name)
+		b, err := dockerfile.Parse(ctx, dockerfile.Options{
+			Dockerfile: o.Dockerfile, Filename: dfName, BuildArgs: o.BuildArgs, Target: o.Target,
+			Platform: p, Labels: o.Labels, NamedContexts: named, Resolver: resolver,
+			Sandbox: o.Sandbox,
+		})
+		if err != nil {
+			waitImport()
+			v.Fail(err)
+			return nil, err
+		}
+		v.Done()
+		// Most warnings are the same for every platform; a base image of the wrong platform
+		// is one platform's.
+		for _, w := range b.Warnings {
+			if !warned[w] {
+				warned[w] = true
+				o.Warn(w)
+			}
+		}
+		builds[i] = b
 	}
-	stamp, err := newStamping(o, b)
+	stamp, err := newStamping(o, builds[0])
 	if err != nil {
 		return nil, err
 	}
 
-	var remote *remotecache.Index
-	if imported != nil {
-		<-imported
-		remote = importedIndex
-	}
+	waitImport()
+	remote := importedIndex
 	mounts := remotecache.NewMountSet(st, remote, fetcher)
 	defer mounts.Release()
 
@@ -220,41 +256,68 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	scPath := st.StatCachePath(o.ContextDir)
 	sc, _ := contenthash.LoadStatCache(scPath)
 
-	sopts := solver.Options{
-		Store: st, Images: resolver, Progress: rec,
-		ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
-		NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
-		Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: o.SSH, AllowInsecure: o.AllowInsecure,
-		Compression: compression, Position: o.DockerfilePath + "|" + o.Target, PortablePosition: portablePosition(o),
-		Fetch: fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
-	}
-	if remote != nil {
-		sopts.Remote = remote
-	}
-	sopts.SourceDateEpoch = stamp.epoch
 	// Uploads that start during the build stop with it if it fails.
 	upCtx, stopUploads := context.WithCancel(ctx)
 	defer reg.Wait()
 	defer stopUploads()
-	if pp := newPrepush(upCtx, reg, st, b, o.Outputs, o.Tags, o.CacheTo); pp != nil {
-		sopts.StepDone = pp.stepDone
+
+	// The platforms are solved one after the other, in one store: a stage they share (FROM
+	// --platform=$BUILDPLATFORM without TARGET args) has the same keys for each, so it runs for
+	// the first and is a cache hit for the others.
+	var solved []*solver.Result
+	var images []*image.Image
+	var steps []solver.StepResult
+	cacheEntries := map[string][]remotecache.Entry{}
+	selections := map[string]store.SelectionMemo{}
+	builtKeys := &solver.BuiltKeys{}
+	for i, b := range builds {
+		p := plats[i]
+		sopts := solver.Options{
+			Store: st, Images: resolver, Progress: rec,
+			ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
+			NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
+			Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: o.SSH, AllowInsecure: o.AllowInsecure,
+			Compression: compression, Position: o.DockerfilePath + "|" + o.Target + positionPlatform(p),
+			PortablePosition: portablePosition(o) + positionPlatform(p),
+			Fetch:            fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
+			LabelPlatforms: multi, Built: builtKeys,
+		}
+		if remote != nil {
+			sopts.Remote = remote
+		}
+		sopts.SourceDateEpoch = stamp.epoch
+		if pp := newPrepush(upCtx, reg, st, b, o.Outputs, o.Tags, o.CacheTo); pp != nil {
+			sopts.StepDone = pp.stepDone
+		}
+		sopts.StepDone = h.watch(b, sopts.StepDone)
+		res, err := solver.Solve(ctx, b, sopts)
+		if err != nil {
+			if sc != nil {
+				_ = sc.Save(scPath)
+			}
+			return nil, err
+		}
+		img := res.Image
+		for _, sp := range o.CacheTo {
+			if sp.Type == "inline" {
+				if img, err = withInlineCache(st, img, append(entries(b, res.Steps, "min"), remotecache.SelectionEntries(res.Selections)...)); err != nil {
+					return nil, fmt.Errorf("--cache-to type=inline: %w", err)
+				}
+			}
+		}
+		for _, mode := range []string{"min", "max"} {
+			cacheEntries[mode] = append(cacheEntries[mode], entries(b, res.Steps, mode)...)
+		}
+		for k, m := range res.Selections {
+			selections[k] = m
+		}
+		solved = append(solved, res)
+		images = append(images, img)
+		steps = append(steps, res.Steps...)
 	}
-	sopts.StepDone = h.watch(b, sopts.StepDone)
-	res, err := solver.Solve(ctx, b, sopts)
 	if sc != nil {
 		if err := sc.Save(scPath); err != nil {
 			o.Warn(fmt.Sprintf("stat cache not saved: %v", err))
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	img := res.Image
-	for _, sp := range o.CacheTo {
-		if sp.Type == "inline" {
-			if img, err = withInlineCache(st, img, append(entries(b, res.Steps, "min"), remotecache.SelectionEntries(res.Selections)...)); err != nil {
-				return nil, fmt.Errorf("--cache-to type=inline: %w", err)
-			}
 		}
 	}
 	// The image and the caches go out at the same time: they share most blobs, and each blob is
@@ -268,12 +331,25 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 			if sp.Type == "inline" {
 				continue
 			}
-			if cacheErr = exportCache(ctx, rec, sp, append(entries(b, res.Steps, sp.Mode), remotecache.SelectionEntries(res.Selections)...), mounts, fetcher, o.Warn); cacheErr != nil {
+			mode := "min"
+			if sp.Mode == "max" {
+				mode = "max"
+			}
+			if cacheErr = exportCache(ctx, rec, sp, append(cacheEntries[mode], remotecache.SelectionEntries(selections)...), mounts, fetcher, o.Warn); cacheErr != nil {
 				return
 			}
 		}
 	}()
-	img, err = exportAll(ctx, rec, st, reg, fetcher, img, res.Layers, o.Outputs, o.Tags, stamp)
+	var img *image.Image
+	if multi {
+		var layers [][]store.Layer
+		for _, r := range solved {
+			layers = append(layers, r.Layers)
+		}
+		img, err = exportIndex(ctx, rec, st, reg, fetcher, images, layers, plats, o.Outputs, o.Tags)
+	} else {
+		img, err = exportAll(ctx, rec, st, reg, fetcher, images[0], solved[0].Layers, o.Outputs, o.Tags, stamp)
+	}
 	<-cacheDone
 	if err != nil {
 		return nil, err
@@ -281,7 +357,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	if cacheErr != nil {
 		return nil, cacheErr
 	}
-	out := &Result{Image: img, Steps: res.Steps, Registry: reg.Stats()}
+	out := &Result{Image: img, Steps: steps, Registry: reg.Stats()}
 	if t := out.Registry; t.Pulled+t.Pushed > 0 || len(o.CacheFrom)+len(o.CacheTo) > 0 {
 		v := rec.Start("[internal] registry transfer")
 		v.Status("layer and cache bytes pulled %s, pushed %s", humanBytes(t.Pulled), humanBytes(t.Pushed))
@@ -381,11 +457,13 @@ func writeResultFiles(o Options, r *Result) error {
 	}
 	if o.MetadataFile != "" {
 		md := map[string]any{
-			"containerimage.digest":        r.Image.Manifest.Digest.String(),
-			"containerimage.config.digest": r.Image.Config.Digest.String(),
-			"containerimage.descriptor":    r.Image.Manifest,
-			"strata.bytes.pulled":          r.Registry.Pulled,
-			"strata.bytes.pushed":          r.Registry.Pushed,
+			"containerimage.digest":     r.Image.Manifest.Digest.String(),
+			"containerimage.descriptor": r.Image.Manifest,
+			"strata.bytes.pulled":       r.Registry.Pulled,
+			"strata.bytes.pushed":       r.Registry.Pushed,
+		}
+		if len(r.Image.Children) == 0 {
+			md["containerimage.config.digest"] = r.Image.Config.Digest.String()
 		}
 		cached, total := 0, 0
 		for _, s := range r.Steps {
@@ -424,6 +502,15 @@ func withInlineCache(st *store.Store, img *image.Image, es []remotecache.Entry) 
 		return nil, err
 	}
 	return image.Rewrite(img, cb, st.WriteBlob)
+}
+
+// positionPlatform keeps the miss-reason history of each platform apart; the host's platform adds
+// nothing, so single-platform builds keep the positions they always had.
+func positionPlatform(p ocispec.Platform) string {
+	if platform.Equal(p, platform.Host()) {
+		return ""
+	}
+	return "|" + platform.Format(p)
 }
 
 // portablePosition names the Dockerfile the same way on every machine: relative to the context

@@ -23,7 +23,7 @@ var nonEnvArgs = map[string]bool{
 }
 
 func (b *builder) dispatchStage(s *stageState) error {
-	gs := &graph.Stage{Index: s.index, Name: s.name}
+	gs := &graph.Stage{Index: s.index, Name: s.name, Platform: s.platform}
 	s.gs = gs
 	gs.Base = graph.Base{Line: s.line, Text: s.ist.SourceCode}
 	var st *state

@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/platform"
 )
 
 // Resolver looks up images for FROM, COPY --from and RUN --mount from=.
@@ -33,8 +34,10 @@ type Options struct {
 	Filename   string // for errors, e.g. "Dockerfile"
 	BuildArgs  map[string]string
 	Target     string
-	Platform   ocispec.Platform  // linux/amd64 when zero
-	Labels     map[string]string // --label, applied to the target stage's config
+	Platform   ocispec.Platform // TARGETPLATFORM: the host's platform when zero
+	// BuildPlatform is BUILDPLATFORM, where RUN executes natively: the host's when zero.
+	BuildPlatform ocispec.Platform
+	Labels        map[string]string // --label, applied to the target stage's config
 	// NamedContexts is --build-context NAME=VALUE: "docker-image://REF", "oci-layout://PATH", or a
 	// local dir path.
 	NamedContexts map[string]string
@@ -66,7 +69,8 @@ type builder struct {
 	ctx      context.Context
 	file     string
 	opts     Options
-	platform ocispec.Platform
+	platform ocispec.Platform // TARGETPLATFORM
+	buildP   ocispec.Platform // BUILDPLATFORM
 	lex      *shell.Lex
 	global   *envList // meta ARGs + predefined platform args: what FROM expands with
 	proxyEnv []string
@@ -90,7 +94,6 @@ type stageState struct {
 	name     string
 	line     int
 	baseName string      // FROM argument after ARG expansion
-	foreign  string      // FROM --platform value naming a platform strata cannot build
 	base     *stageState // FROM <earlier stage>
 	platform ocispec.Platform
 	// named is set when a --build-context replaces the whole stage (matching its AS name).
@@ -158,12 +161,12 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 		byName: map[string]*stageState{},
 		images: map[string]resolvedImage{},
 	}
-	b.platform = opts.Platform
-	if b.platform.OS == "" {
-		b.platform.OS = "linux"
+	b.platform, b.buildP = platform.Host(), platform.Host()
+	if opts.Platform.Architecture != "" {
+		b.platform = platform.Normalize(opts.Platform)
 	}
-	if b.platform.Architecture == "" {
-		b.platform.Architecture = "amd64"
+	if opts.BuildPlatform.Architecture != "" {
+		b.buildP = platform.Normalize(opts.BuildPlatform)
 	}
 	if err := checkSyntax(file, opts.Dockerfile, opts.BuildArgs); err != nil {
 		return nil, err
@@ -276,15 +279,15 @@ func (b *builder) buildGlobalArgs(target string) error {
 	if target == "" {
 		target = "default"
 	}
-	p := b.platform
+	p, bp := b.platform, b.buildP
 	g := newEnvList(nil)
 	for _, kv := range [][2]string{
-		{"BUILDPLATFORM", formatPlatform(p)},
-		{"BUILDOS", p.OS},
-		{"BUILDOSVERSION", p.OSVersion},
-		{"BUILDARCH", p.Architecture},
-		{"BUILDVARIANT", p.Variant},
-		{"TARGETPLATFORM", formatPlatform(p)},
+		{"BUILDPLATFORM", platform.Format(bp)},
+		{"BUILDOS", bp.OS},
+		{"BUILDOSVERSION", bp.OSVersion},
+		{"BUILDARCH", bp.Architecture},
+		{"BUILDVARIANT", bp.Variant},
+		{"TARGETPLATFORM", platform.Format(p)},
 		{"TARGETOS", p.OS},
 		{"TARGETOSVERSION", p.OSVersion},
 		{"TARGETARCH", p.Architecture},
@@ -335,15 +338,11 @@ func (b *builder) initStages() error {
 			if pv == "" {
 				return b.errorf(s.line, "empty platform value from expression %s", v)
 			}
-			p, err := parsePlatform(pv)
+			p, err := platform.Parse(pv)
 			if err != nil {
 				return b.errorf(s.line, "failed to parse platform %s: %v", v, err)
 			}
-			if !samePlatform(p, b.platform) {
-				// Refused only if the target needs the stage (resolveBase): BuildKit never
-				// builds a stage the target does not reach, whatever its platform.
-				s.foreign = pv
-			}
+			s.platform = p
 		}
 		if s.name != "" {
 			if prev, ok := b.byName[s.name]; ok {
@@ -365,6 +364,8 @@ func (b *builder) initStages() error {
 		if s.named == nil {
 			if base, ok := b.byName[strings.ToLower(s.baseName)]; ok {
 				s.base = base
+				// As in dockerfile2llb, a stage built FROM another one has that one's platform.
+				s.platform = base.platform
 			}
 		}
 		if s.name != "" {
@@ -691,8 +692,10 @@ func unwrapLocation(err error) error {
 }
 
 func (b *builder) resolveBase(s *stageState) error {
-	if s.foreign != "" {
-		return b.errorf(s.line, "FROM --platform=%s: only %s is supported", s.foreign, formatPlatform(b.platform))
+	if s.platform.OS != "linux" {
+		// Only linux containers run (natively or under QEMU); BuildKit fails the same stage
+		// when it has to run a step, strata as soon as the target needs it.
+		return b.errorf(s.line, "FROM --platform=%s: only linux platforms can be built", platform.Format(s.platform))
 	}
 	var ref extRef
 	switch {
@@ -722,11 +725,18 @@ func (b *builder) resolveBase(s *stageState) error {
 		return b.errorf(s.line, "%s: %v", s.baseName, ri.err)
 	}
 	s.digest, s.img = ri.digest, ri.img
+	if have := s.img.Platform; have.Architecture != "" && (have.OS != s.platform.OS || platform.Normalize(have).Architecture != s.platform.Architecture) {
+		// BuildKit uses a single-platform base of another platform and warns with this rule.
+		b.warnf(s.line, "InvalidBaseImagePlatform: Base image %s was pulled with platform %q, expected %q for current build",
+			s.baseName, platform.Format(platform.Normalize(have)), platform.Format(s.platform))
+	}
 	return nil
 }
 
 func (b *builder) resolveImage(ref string, p ocispec.Platform) resolvedImage {
-	if ri, ok := b.images[ref]; ok {
+	// One reference names a different image per platform.
+	mk := ref + "|" + platform.Format(p)
+	if ri, ok := b.images[mk]; ok {
 		return ri
 	}
 	var ri resolvedImage
@@ -735,7 +745,7 @@ func (b *builder) resolveImage(ref string, p ocispec.Platform) resolvedImage {
 	} else {
 		ri.digest, ri.img, ri.err = b.opts.Resolver.ResolveImageConfig(b.ctx, ref, p)
 	}
-	b.images[ref] = ri
+	b.images[mk] = ri
 	return ri
 }
 

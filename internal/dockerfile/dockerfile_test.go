@@ -15,12 +15,14 @@ import (
 )
 
 type fakeResolver struct {
-	images map[string]dockerspec.DockerOCIImage
-	calls  []string
+	images    map[string]dockerspec.DockerOCIImage
+	calls     []string
+	platforms []string // platform of each call
 }
 
-func (f *fakeResolver) ResolveImageConfig(_ context.Context, ref string, _ ocispec.Platform) (string, dockerspec.DockerOCIImage, error) {
+func (f *fakeResolver) ResolveImageConfig(_ context.Context, ref string, p ocispec.Platform) (string, dockerspec.DockerOCIImage, error) {
 	f.calls = append(f.calls, ref)
+	f.platforms = append(f.platforms, p.OS+"/"+p.Architecture+"/"+p.Variant)
 	img, ok := f.images[ref]
 	if !ok {
 		return "", img, fmt.Errorf("pull access denied for %s", ref)
@@ -224,6 +226,47 @@ RUN echo $TARGETARCH
 	}
 	if strings.Contains(b.Target.Steps[2].CreatedBy, "PROXY") {
 		t.Fatal("proxy in history")
+	}
+}
+
+// For --platform linux/arm/v7 on an amd64 host, BUILD* name the host and TARGET* the target; a
+// FROM --platform=$BUILDPLATFORM stage is built (and its base resolved) for the host, the others
+// for the target, and a stage FROM another stage inherits that stage's platform, as in
+// dockerfile2llb.
+func TestPlatformArgsAndStagePlatforms(t *testing.T) {
+	df := `FROM --platform=$BUILDPLATFORM alpine AS build
+ARG TARGETARCH TARGETVARIANT TARGETPLATFORM BUILDARCH BUILDPLATFORM
+RUN echo $TARGETARCH $TARGETVARIANT $TARGETPLATFORM $BUILDARCH $BUILDPLATFORM
+FROM build AS more
+RUN true
+FROM alpine
+COPY --from=more /out /out
+`
+	r := newResolver()
+	b, err := Parse(context.Background(), Options{Dockerfile: []byte(df), Resolver: r,
+		Platform: ocispec.Platform{OS: "linux", Architecture: "arm"}, BuildPlatform: ocispec.Platform{OS: "linux", Architecture: "amd64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envMap(b.Stages[0].Steps[len(b.Stages[0].Steps)-1].Run.Env)
+	want := map[string]string{"TARGETARCH": "arm", "TARGETVARIANT": "v7", "TARGETPLATFORM": "linux/arm/v7", "BUILDARCH": "amd64", "BUILDPLATFORM": "linux/amd64"}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s=%q, want %q (env %v)", k, env[k], v, b.Stages[0].Steps[len(b.Stages[0].Steps)-1].Run.Env)
+		}
+	}
+	got := []string{}
+	for _, st := range b.Stages {
+		got = append(got, st.DisplayName()+"="+st.Platform.Architecture+st.Platform.Variant)
+	}
+	if !reflect.DeepEqual(got, []string{"build=amd64", "more=amd64", "stage-2=armv7"}) {
+		t.Errorf("stage platforms %v", got)
+	}
+	if b.Platform.Architecture != "arm" || b.Platform.Variant != "v7" {
+		t.Errorf("build platform %+v", b.Platform)
+	}
+	if !reflect.DeepEqual(r.platforms, []string{"linux/amd64/", "linux/arm/v7"}) {
+		t.Errorf("bases resolved for %v", r.platforms)
 	}
 }
 

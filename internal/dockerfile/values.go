@@ -10,7 +10,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // defaultPath is what BuildKit puts in PATH when the base image sets none, so RUN finds /bin/sh.
@@ -78,49 +77,6 @@ func normalizeWorkdir(current, requested string) (string, error) {
 		return path.Join("/", current, requested), nil
 	}
 	return path.Clean(requested), nil
-}
-
-// parsePlatform accepts the forms --platform takes ("linux/amd64", "linux/amd64/v2",
-// "amd64") with the usual architecture aliases.
-func parsePlatform(s string) (ocispec.Platform, error) {
-	parts := strings.Split(strings.ToLower(strings.TrimSpace(s)), "/")
-	var p ocispec.Platform
-	switch len(parts) {
-	case 1:
-		p.OS, p.Architecture = "linux", parts[0]
-	case 2:
-		p.OS, p.Architecture = parts[0], parts[1]
-	case 3:
-		p.OS, p.Architecture, p.Variant = parts[0], parts[1], parts[2]
-	default:
-		return p, fmt.Errorf("invalid platform %q", s)
-	}
-	if p.OS == "" || p.Architecture == "" {
-		return p, fmt.Errorf("invalid platform %q", s)
-	}
-	switch p.Architecture {
-	case "x86_64", "x86-64":
-		p.Architecture = "amd64"
-	case "aarch64":
-		p.Architecture = "arm64"
-	}
-	return p, nil
-}
-
-func formatPlatform(p ocispec.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}
-
-func samePlatform(a, b ocispec.Platform) bool {
-	if a.OS != b.OS || a.Architecture != b.Architecture {
-		return false
-	}
-	// amd64 variants (v2, v3…) run on the same machine; only a different arch is refused.
-	return a.Variant == "" || b.Variant == "" || a.Variant == b.Variant || a.Architecture == "amd64"
 }
 
 // parsePorts turns EXPOSE arguments ("80", "53/udp", "8000-8001", "127.0.0.1:80:8080/tcp") into

@@ -14,7 +14,7 @@ import (
 type Build struct {
 	Stages   []*Stage
 	Target   *Stage
-	Platform ocispec.Platform
+	Platform ocispec.Platform // TARGETPLATFORM: what the image's config names
 	// Warnings are problems BuildKit reports without failing ("Dockerfile:3: DuplicateStageName:
 	// …"), for the build flow to show.
 	Warnings []string
@@ -24,8 +24,11 @@ type Build struct {
 type Stage struct {
 	Index int    // position in the Dockerfile (0-based), as `--from=0` names it
 	Name  string // lower-cased AS name, or "" when unnamed
-	Base  Base
-	Steps []*Step
+	// Platform is what the stage's base is pulled for and its RUN steps execute as: the build's
+	// target platform, or FROM --platform's (e.g. $BUILDPLATFORM for a cross-compiling stage).
+	Platform ocispec.Platform
+	Base     Base
+	Steps    []*Step
 	// Config is the image config after the last step (base image config included). The solver adds
 	// the layer-dependent parts (rootfs, history, created time) as it runs.
 	Config dockerspec.DockerOCIImageConfig

@@ -11,6 +11,7 @@ import (
 	"maps"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -36,6 +37,10 @@ type Image struct {
 	Config        ocispec.Descriptor
 	ConfigBytes   []byte
 	Layers        []ocispec.Descriptor
+	// Children is set when the image is a multi-platform build: Manifest and ManifestBytes are
+	// then an OCI image index naming each child (one per platform, in build order), and Config,
+	// ConfigBytes and Layers are empty.
+	Children []*Image
 }
 
 // Opener is the part of a blob store FromManifest needs.
@@ -116,7 +121,23 @@ func FromManifest(manifestBytes []byte, blobs Opener) (*Image, error) {
 
 // Blobs returns the config and every distinct layer, each once, in manifest order: the set a pull,
 // push or export has to move.
+//
+// For an index, the blobs of every child, each child's manifest included (the index itself is
+// not: callers write ManifestBytes last, as they do for a single image).
 func (img *Image) Blobs() []ocispec.Descriptor {
+	if len(img.Children) > 0 {
+		seen := map[digest.Digest]bool{}
+		var out []ocispec.Descriptor
+		for _, c := range img.Children {
+			for _, b := range append(c.Blobs(), c.Manifest) {
+				if !seen[b.Digest] {
+					seen[b.Digest] = true
+					out = append(out, b)
+				}
+			}
+		}
+		return out
+	}
 	seen := map[digest.Digest]bool{img.Config.Digest: true}
 	out := []ocispec.Descriptor{img.Config}
 	for _, l := range img.Layers {
@@ -131,6 +152,9 @@ func (img *Image) Blobs() []ocispec.Descriptor {
 // Platform reads the platform fields of the config, which an index entry or an export
 // descriptor should repeat.
 func (img *Image) Platform() (*ocispec.Platform, error) {
+	if len(img.Children) > 0 {
+		return nil, nil // an index is every platform at once
+	}
 	var c ocispec.Image
 	if err := json.Unmarshal(img.ConfigBytes, &c); err != nil {
 		return nil, fmt.Errorf("parse config %s: %w", img.Config.Digest, err)
@@ -248,4 +272,36 @@ func Annotate(img *Image, manifest, descriptor map[string]string, put func([]byt
 		out.Manifest.Annotations = maps.Clone(descriptor)
 	}
 	return &out, nil
+}
+
+// NewIndex makes the OCI image index of a multi-platform build: one entry per child, carrying
+// the platform its config names (as docker and BuildKit read it to pick an image), stored
+// through put. The children's own blobs must already be stored.
+func NewIndex(children []*Image, put func([]byte) (digest.Digest, error)) (*Image, error) {
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
+	for _, c := range children {
+		p, err := c.Platform()
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			return nil, fmt.Errorf("image %s names no platform; an index entry needs one", c.Manifest.Digest)
+		}
+		d := c.Manifest
+		d.Platform = p
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := put(b)
+	if err != nil {
+		return nil, err
+	}
+	return &Image{
+		Manifest:      ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: d, Size: int64(len(b))},
+		ManifestBytes: b,
+		Children:      children,
+	}, nil
 }

@@ -40,7 +40,21 @@ func (c *Client) Stats() Stats {
 // PullLazy fetches an image's manifest and config (checking the platform) but none of its layers,
 // and returns the image with the repository its layers can be fetched from later (FetchBlob).
 func (c *Client) PullLazy(ctx context.Context, ref string, bs BlobStore) (*image.Image, string, error) {
-	src, err := c.resolve(ctx, ref)
+	return c.pullLazy(ctx, ref, c.platform, bs, false)
+}
+
+// PullLazyFor is PullLazy for platform p instead of the client's (one build pulls a base once per
+// platform it builds for), and like BuildKit's FROM it accepts a single-platform image of another
+// platform: only an index must list p.
+func (c *Client) PullLazyFor(ctx context.Context, ref string, p ocispec.Platform, bs BlobStore) (*image.Image, string, error) {
+	return c.pullLazy(ctx, ref, p, bs, true)
+}
+
+func (c *Client) pullLazy(ctx context.Context, ref string, p ocispec.Platform, bs BlobStore, lax bool) (*image.Image, string, error) {
+	if p.Architecture == "" {
+		p = c.platform
+	}
+	src, err := c.resolve(ctx, ref, p)
 	if err != nil {
 		return nil, "", fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -61,8 +75,13 @@ func (c *Client) PullLazy(ctx context.Context, ref string, bs BlobStore) (*image
 			return nil, "", fmt.Errorf("pull %s: %w", ref, err)
 		}
 	}
-	if err := c.checkConfigPlatform(m.Config.Digest, bs); err != nil {
-		return nil, "", fmt.Errorf("pull %s: %w", ref, err)
+	// With lax, a manifest named directly (no index to choose from) is used whatever its
+	// platform, as BuildKit uses it for FROM (its frontend then warns, InvalidBaseImagePlatform);
+	// the caller compares the config's platform. An index without the platform is an error.
+	if src.picked || !lax {
+		if err := checkConfigPlatform(m.Config.Digest, bs, p); err != nil {
+			return nil, "", fmt.Errorf("pull %s: %w", ref, err)
+		}
 	}
 	img, err := parseLazy(src.manifest, src.desc, m, bs)
 	if err != nil {

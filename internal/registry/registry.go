@@ -26,6 +26,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
 )
 
 // Errors a caller may want to tell apart (errors.Is); the messages are written for the user.
@@ -113,7 +114,7 @@ func New(opts Options) *Client {
 // Resolve returns the digest of the manifest ref names for the client's platform, following a
 // multi-platform index to the platform's own manifest.
 func (c *Client) Resolve(ctx context.Context, ref string) (digest.Digest, error) {
-	src, err := c.resolve(ctx, ref)
+	src, err := c.resolve(ctx, ref, c.platform)
 	if err != nil {
 		return "", fmt.Errorf("resolve %s: %w", ref, err)
 	}
@@ -123,7 +124,7 @@ func (c *Client) Resolve(ctx context.Context, ref string) (digest.Digest, error)
 // Pull fetches the manifest, config and every blob bs lacks (each distinct digest once), verifying
 // digests, and returns the image. Nothing partial becomes visible in bs if a blob fails.
 func (c *Client) Pull(ctx context.Context, ref string, bs BlobStore, progress Progress) (*image.Image, error) {
-	src, err := c.resolve(ctx, ref)
+	src, err := c.resolve(ctx, ref, c.platform)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -141,7 +142,7 @@ func (c *Client) Pull(ctx context.Context, ref string, bs BlobStore, progress Pr
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
 		}
 	}
-	if err := c.checkConfigPlatform(m.Config.Digest, bs); err != nil {
+	if err := checkConfigPlatform(m.Config.Digest, bs, c.platform); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	var todo []ocispec.Descriptor
@@ -188,9 +189,11 @@ type source struct {
 	repo     name.Repository
 	desc     ocispec.Descriptor
 	manifest []byte
+	// picked is set when desc was chosen from an index by platform (so it is the platform's).
+	picked bool
 }
 
-func (c *Client) resolve(ctx context.Context, ref string) (*source, error) {
+func (c *Client) resolve(ctx context.Context, ref string, p ocispec.Platform) (*source, error) {
 	r, err := c.parse(ref)
 	if err != nil {
 		return nil, err
@@ -198,7 +201,7 @@ func (c *Client) resolve(ctx context.Context, ref string) (*source, error) {
 	candidates := c.mirrorsFor(r)
 	var mirrorErrs []string
 	for _, m := range candidates {
-		src, err := c.resolveAt(ctx, m)
+		src, err := c.resolveAt(ctx, m, p)
 		if err == nil {
 			return src, nil
 		}
@@ -208,14 +211,14 @@ func (c *Client) resolve(ctx context.Context, ref string) (*source, error) {
 		}
 		mirrorErrs = append(mirrorErrs, fmt.Sprintf("mirror %s: %v", m.Context().RegistryStr(), err))
 	}
-	src, err := c.resolveAt(ctx, r)
+	src, err := c.resolveAt(ctx, r, p)
 	if err != nil && len(mirrorErrs) > 0 {
 		return nil, fmt.Errorf("%w (after %s)", err, strings.Join(mirrorErrs, "; "))
 	}
 	return src, err
 }
 
-func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, error) {
+func (c *Client) resolveAt(ctx context.Context, r name.Reference, p ocispec.Platform) (*source, error) {
 	opts := c.remoteOptions(ctx)
 	got, err := c.get(ctx, r, opts)
 	if err != nil {
@@ -223,8 +226,9 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, erro
 	}
 	desc := ocispec.Descriptor{MediaType: string(got.MediaType), Digest: digest.Digest(got.Digest.String()), Size: got.Size}
 	body := got.Manifest
+	picked := false
 	if image.IsIndex(desc.MediaType) {
-		child, err := c.pickPlatform(body)
+		child, err := pickPlatform(body, p)
 		if err != nil {
 			return nil, err
 		}
@@ -234,6 +238,7 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, erro
 		}
 		body = got.Manifest
 		desc = ocispec.Descriptor{MediaType: string(got.MediaType), Digest: child.Digest, Size: int64(len(body))}
+		picked = true
 	}
 	if got := digest.FromBytes(body); got != desc.Digest {
 		return nil, fmt.Errorf("manifest has digest %s, registry said %s", got, desc.Digest)
@@ -246,7 +251,7 @@ func (c *Client) resolveAt(ctx context.Context, r name.Reference) (*source, erro
 		return nil, fmt.Errorf("%s is a %s, not an image", desc.Digest, mt)
 	}
 	desc.MediaType = mt
-	return &source{repo: r.Context(), desc: desc, manifest: body}, nil
+	return &source{repo: r.Context(), desc: desc, manifest: body, picked: picked}, nil
 }
 
 // get is remote.Get, retried, with its error classified.
@@ -260,7 +265,7 @@ func (c *Client) get(ctx context.Context, r name.Reference, opts []remote.Option
 	return got, err
 }
 
-func (c *Client) pickPlatform(indexBytes []byte) (ocispec.Descriptor, error) {
+func pickPlatform(indexBytes []byte, want ocispec.Platform) (ocispec.Descriptor, error) {
 	var idx ocispec.Index
 	if err := json.Unmarshal(indexBytes, &idx); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("parse index: %w", err)
@@ -270,7 +275,7 @@ func (c *Client) pickPlatform(indexBytes []byte) (ocispec.Descriptor, error) {
 		if m.Platform == nil || !image.IsManifest(m.MediaType) {
 			continue
 		}
-		if platformMatches(c.platform, *m.Platform) {
+		if platformMatches(want, *m.Platform) {
 			return m, nil
 		}
 		// Attestation manifests (buildx provenance/SBOM) are not platforms anyone can pick.
@@ -279,14 +284,14 @@ func (c *Client) pickPlatform(indexBytes []byte) (ocispec.Descriptor, error) {
 		}
 	}
 	if len(have) == 0 {
-		return ocispec.Descriptor{}, fmt.Errorf("%w %s: the index lists no platform images", ErrNoPlatform, platformString(c.platform))
+		return ocispec.Descriptor{}, fmt.Errorf("%w %s: the index lists no platform images", ErrNoPlatform, platformString(want))
 	}
-	return ocispec.Descriptor{}, fmt.Errorf("%w %s: the image has %s", ErrNoPlatform, platformString(c.platform), strings.Join(have, ", "))
+	return ocispec.Descriptor{}, fmt.Errorf("%w %s: the image has %s", ErrNoPlatform, platformString(want), strings.Join(have, ", "))
 }
 
 // checkConfigPlatform fails with ErrNoPlatform when an image config names another OS or
 // architecture than the client's (a config naming neither is accepted).
-func (c *Client) checkConfigPlatform(d digest.Digest, bs BlobStore) error {
+func checkConfigPlatform(d digest.Digest, bs BlobStore, want ocispec.Platform) error {
 	rc, err := bs.Open(d)
 	if err != nil {
 		return err
@@ -300,8 +305,8 @@ func (c *Client) checkConfigPlatform(d digest.Digest, bs BlobStore) error {
 	if have.OS == "" && have.Architecture == "" {
 		return nil
 	}
-	if !platformMatches(c.platform, have) {
-		return fmt.Errorf("%w %s: the image is %s", ErrNoPlatform, platformString(c.platform), platformString(have))
+	if !platformMatches(want, have) {
+		return fmt.Errorf("%w %s: the image is %s", ErrNoPlatform, platformString(want), platformString(have))
 	}
 	return nil
 }
@@ -309,6 +314,7 @@ func (c *Client) checkConfigPlatform(d digest.Digest, bs BlobStore) error {
 // platformMatches compares OS, architecture and variant, where an absent variant means the
 // architecture's baseline (arm64 is v8, amd64 is v1) and a wanted variant of "" accepts any.
 func platformMatches(want, have ocispec.Platform) bool {
+	want, have = platform.Normalize(want), platform.Normalize(have)
 	if want.OS != have.OS || want.Architecture != have.Architecture {
 		return false
 	}

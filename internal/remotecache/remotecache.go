@@ -205,6 +205,10 @@ func importOne(ctx context.Context, sp Spec, f *Fetcher) (*Config, string, error
 		if err != nil {
 			return nil, "", err
 		}
+		if image.IsIndex(desc.MediaType) {
+			c, err := readIndex(ctx, f, repo, desc, body)
+			return c, repo, err
+		}
 		c, err := readManifest(ctx, f, repo, desc, body)
 		return c, repo, err
 	case "local":
@@ -232,6 +236,34 @@ func importOne(ctx context.Context, sp Spec, f *Fetcher) (*Config, string, error
 		return c, remote, err
 	}
 	return nil, "", fmt.Errorf("type=%s cannot be imported", sp.Type)
+}
+
+// readIndex reads the inline caches of a multi-platform image (--cache-to type=inline with several
+// --platforms): each platform's image carries its own steps' records, and together they are one
+// cache. Keys name their platform, so no platform's record answers another's step.
+func readIndex(ctx context.Context, f *Fetcher, repo string, desc ocispec.Descriptor, body []byte) (*Config, error) {
+	var idx ocispec.Index
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return nil, fmt.Errorf("index %s: %w", desc.Digest, err)
+	}
+	all := &Config{Version: Version}
+	for _, child := range idx.Manifests {
+		if !image.IsManifest(child.MediaType) || child.Platform == nil || child.Platform.OS == "unknown" {
+			continue // attestations and nested indexes carry no inline cache
+		}
+		_, cdesc, cbody, err := f.Registry.Manifest(ctx, repo+"@"+child.Digest.String())
+		if err != nil {
+			return nil, err
+		}
+		c, err := readManifest(ctx, f, repo, cdesc, cbody)
+		if err != nil {
+			return nil, fmt.Errorf("index %s: %w", desc.Digest, err)
+		}
+		all.Records = append(all.Records, c.Records...)
+		all.Mounts = append(all.Mounts, c.Mounts...)
+		all.Selections = append(all.Selections, c.Selections...)
+	}
+	return all, nil
 }
 
 // readManifest reads a cache artifact, or an image carrying an inline cache in its config.

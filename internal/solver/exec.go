@@ -19,6 +19,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/strata-build/strata/internal/binfmt"
 	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/executor"
 	"github.com/strata-build/strata/internal/graph"
@@ -491,6 +492,14 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 	s.runtimeOK.Do(func() { s.runtimeErr = executor.Check(s.opts.Runtime) })
 	if s.runtimeErr != nil {
 		return s.runtimeErr
+	}
+	if step.Stage != nil && step.Stage.Platform.Architecture != "" {
+		p := step.Stage.Platform
+		// A foreign platform's binaries run only through a QEMU binfmt_misc handler; without
+		// one the container would fail with "exec format error", which names nothing to fix.
+		if err := binfmt.Check(p); err != nil {
+			return err
+		}
 	}
 	r := step.Run
 	network := r.Network

@@ -16,10 +16,12 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/store"
 )
 
@@ -88,6 +90,12 @@ func (in *inputs) release() {
 // compressed blob: a gzip layer must not answer a zstd build.
 func (in *inputs) key(step *graph.Step, parent digest.Digest, compression string) string {
 	doc := map[string]any{"v": keyVersion, "kind": string(step.Kind), "def": in.def, "parent": parent, "compression": compression}
+	// The platform a step is built for: a RUN of the same text on the same files gives other
+	// bytes under arm64 than under amd64. linux/amd64, the only platform earlier versions built,
+	// is left out, so their keys (and the caches holding them) stay valid.
+	if p := stepPlatform(step); p != "" {
+		doc["platform"] = p
+	}
 	var sel []string
 	for _, s := range in.srcs {
 		sel = append(sel, s.keyDigest(step))
@@ -108,9 +116,24 @@ func (in *inputs) key(step *graph.Step, parent digest.Digest, compression string
 	return hex.EncodeToString(h[:])
 }
 
+// stepPlatform is the platform a step's key names: "" for linux/amd64 (or a stage without one).
+func stepPlatform(step *graph.Step) string {
+	if step.Stage == nil || step.Stage.Platform.Architecture == "" {
+		return ""
+	}
+	p := platform.Normalize(step.Stage.Platform)
+	if platform.Equal(p, ocispec.Platform{OS: "linux", Architecture: "amd64"}) {
+		return ""
+	}
+	return platform.Format(p)
+}
+
 // summary is what a later miss is explained against.
 func (in *inputs) summary(step *graph.Step, parent digest.Digest) map[string]string {
 	m := map[string]string{"instruction": step.Text, "parent": string(parent)}
+	if p := stepPlatform(step); p != "" {
+		m["platform"] = p
+	}
 	if step.Stage != nil && step.Stage.Base.Digest != "" {
 		m["base"] = step.Stage.Base.Image + "@" + step.Stage.Base.Digest
 	}
@@ -352,7 +375,7 @@ func (s *solver) selectFrom(ctx context.Context, st *graph.Stage, step *graph.St
 		}
 		return s.selectInFSMemo(st, step, dep.fs, srcs, excludes, in, "stage "+from.Stage.DisplayName())
 	case from.Image != "":
-		base, err := s.opts.Images.Load(ctx, from.Image, from.Digest)
+		base, err := s.opts.Images.Load(ctx, from.Image, from.Digest, st.Platform)
 		if err != nil {
 			return source{}, err
 		}

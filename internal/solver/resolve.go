@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/image"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
@@ -54,8 +55,8 @@ func NormalizeRef(ref string) (string, error) {
 }
 
 // ResolveImageConfig satisfies the frontend's resolver: the manifest digest and config of ref.
-func (r *Resolver) ResolveImageConfig(ctx context.Context, ref string, _ ocispec.Platform) (string, dockerspec.DockerOCIImage, error) {
-	d, err := r.resolve(ctx, ref)
+func (r *Resolver) ResolveImageConfig(ctx context.Context, ref string, p ocispec.Platform) (string, dockerspec.DockerOCIImage, error) {
+	d, err := r.resolve(ctx, ref, p)
 	if err != nil {
 		return "", dockerspec.DockerOCIImage{}, err
 	}
@@ -66,14 +67,19 @@ func (r *Resolver) ResolveImageConfig(ctx context.Context, ref string, _ ocispec
 	return d.String(), cfg, nil
 }
 
-func (r *Resolver) resolve(ctx context.Context, ref string) (digest.Digest, error) {
+func (r *Resolver) resolve(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, error) {
+	if p.Architecture == "" {
+		p = platform.Host()
+	}
+	p = platform.Normalize(p)
+	mk := ref + "|" + platform.Format(p)
 	r.mu.Lock()
-	if d, ok := r.memo[ref]; ok {
+	if d, ok := r.memo[mk]; ok {
 		r.mu.Unlock()
 		return d, nil
 	}
 	r.mu.Unlock()
-	d, err := r.resolveUncached(ctx, ref)
+	d, err := r.resolveUncached(ctx, ref, p)
 	if err != nil {
 		return "", err
 	}
@@ -81,12 +87,12 @@ func (r *Resolver) resolve(ctx context.Context, ref string) (digest.Digest, erro
 	if r.memo == nil {
 		r.memo = map[string]digest.Digest{}
 	}
-	r.memo[ref] = d
+	r.memo[mk] = d
 	r.mu.Unlock()
 	return d, nil
 }
 
-func (r *Resolver) resolveUncached(ctx context.Context, ref string) (digest.Digest, error) {
+func (r *Resolver) resolveUncached(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, error) {
 	if strings.HasPrefix(ref, "oci-layout://") {
 		return r.importLayout(strings.TrimPrefix(ref, "oci-layout://"))
 	}
@@ -96,14 +102,26 @@ func (r *Resolver) resolveUncached(ctx context.Context, ref string) (digest.Dige
 	}
 	if n, err := reference.ParseNormalizedNamed(ref); err == nil {
 		if c, ok := n.(reference.Canonical); ok && r.Store.Has(c.Digest()) {
-			return c.Digest(), nil
+			if d, ok := r.forPlatform(c.Digest(), p); ok {
+				return d, nil
+			}
 		}
 	}
 	if d, err := r.Store.Lookup(name); err == nil {
-		return d, nil
+		// A local tag may name a multi-platform build (an index) or an image of another
+		// platform; only the platform's own image answers.
+		if d, ok := r.forPlatform(d, p); ok {
+			return d, nil
+		}
+	}
+	// The host's platform keeps the plain name, as strata remembered it before it built for
+	// other platforms.
+	remembered := name
+	if !platform.Equal(p, platform.Host()) {
+		remembered = name + "@" + platform.Format(p)
 	}
 	if !r.Pull {
-		if d, err := r.Store.Resolved(name); err == nil {
+		if d, err := r.Store.Resolved(remembered); err == nil {
 			return d, nil
 		}
 	}
@@ -113,7 +131,7 @@ func (r *Resolver) resolveUncached(ctx context.Context, ref string) (digest.Dige
 	v := r.Progress.Start("[internal] load metadata for " + name)
 	// Only the manifest and config: layers are fetched when a step runs on them or an output
 	// needs their bytes, so a fully cached build moves no layer bytes.
-	img, repo, err := r.Registry.PullLazy(ctx, ref, r.Store)
+	img, repo, err := r.Registry.PullLazyFor(ctx, ref, p, r.Store)
 	if err != nil {
 		v.Fail(err)
 		return "", err
@@ -128,7 +146,7 @@ func (r *Resolver) resolveUncached(ctx context.Context, ref string) (digest.Dige
 		return "", err
 	}
 	v.Done()
-	if err := r.Store.SetResolved(name, img.Manifest.Digest); err != nil {
+	if err := r.Store.SetResolved(remembered, img.Manifest.Digest); err != nil {
 		return "", err
 	}
 	return img.Manifest.Digest, nil
@@ -236,8 +254,36 @@ func (r *Resolver) readImage(d digest.Digest) (ocispec.Manifest, dockerspec.Dock
 	return m, cfg, nil
 }
 
-// Load returns a resolved image as a filesystem. dgst, when known, skips resolution.
-func (r *Resolver) Load(ctx context.Context, ref, dgst string) (*baseImage, error) {
+// forPlatform picks p's image out of a stored manifest or index: an index's entry for p, or the
+// manifest itself (whatever its platform: as BuildKit, a single-platform image is used and the
+// frontend warns when it is another platform's).
+func (r *Resolver) forPlatform(d digest.Digest, p ocispec.Platform) (digest.Digest, bool) {
+	data, err := r.Store.ReadBlob(d)
+	if err != nil {
+		return "", false
+	}
+	var m struct {
+		MediaType string               `json:"mediaType"`
+		Config    ocispec.Descriptor   `json:"config"`
+		Manifests []ocispec.Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return "", false
+	}
+	if m.Config.Digest == "" {
+		for _, c := range m.Manifests {
+			if c.Platform != nil && platform.Equal(*c.Platform, p) && r.Store.Has(c.Digest) {
+				return c.Digest, true
+			}
+		}
+		return "", false
+	}
+	return d, r.Store.Has(m.Config.Digest)
+}
+
+// Load returns a resolved image as a filesystem for platform p. dgst, when known, skips
+// resolution.
+func (r *Resolver) Load(ctx context.Context, ref, dgst string, p ocispec.Platform) (*baseImage, error) {
 	var d digest.Digest
 	var err error
 	if dgst != "" {
@@ -246,11 +292,11 @@ func (r *Resolver) Load(ctx context.Context, ref, dgst string) (*baseImage, erro
 			return nil, err
 		}
 		if !r.Store.Has(d) {
-			if d, err = r.resolve(ctx, ref); err != nil {
+			if d, err = r.resolve(ctx, ref, p); err != nil {
 				return nil, err
 			}
 		}
-	} else if d, err = r.resolve(ctx, ref); err != nil {
+	} else if d, err = r.resolve(ctx, ref, p); err != nil {
 		return nil, err
 	}
 	m, cfg, err := r.readImage(d)

@@ -66,6 +66,17 @@ type Options struct {
 	// the config, which is assembled after the steps, not any layer.
 	SourceDateEpoch *time.Time
 
+	// Built, when set, is shared by the solves of one multi-platform build: a step whose key an
+	// earlier platform's solve produced is taken from the store even under --no-cache, since it
+	// is the same step of the same build (a FROM --platform=$BUILDPLATFORM stage runs once, as in
+	// BuildKit, where it is one vertex).
+	Built *BuiltKeys
+
+	// LabelPlatforms prefixes progress names with the stage's platform, as BuildKit does when
+	// several platforms are built ("[linux/arm64 build 2/3]", "[linux/amd64->arm64 build 2/3]"
+	// for a stage that runs on the build platform for another target).
+	LabelPlatforms bool
+
 	// Position prefixes step positions in the miss-reason history (Dockerfile path + target), so
 	// a miss is explained against the last build of the same Dockerfile.
 	Position string
@@ -140,7 +151,8 @@ type stageState struct {
 }
 
 type solver struct {
-	opts Options
+	opts   Options
+	target ocispec.Platform // the build's target platform (graph.Build.Platform)
 	// runtimeOK checks the OCI runtime once, when the first RUN has to execute: a fully cached
 	// build never pays for it.
 	runtimeOK  sync.Once
@@ -165,7 +177,7 @@ func Solve(ctx context.Context, b *graph.Build, opts Options) (*Result, error) {
 	if opts.Network == "" {
 		opts.Network = "default"
 	}
-	s := &solver{opts: opts, stages: map[*graph.Stage]*stageState{}}
+	s := &solver{opts: opts, target: b.Platform, stages: map[*graph.Stage]*stageState{}}
 	for _, st := range b.Stages {
 		s.stages[st] = &stageState{done: make(chan struct{})}
 	}
@@ -245,6 +257,33 @@ func (s *solver) record(r StepResult) {
 	if s.opts.StepDone != nil {
 		s.opts.StepDone(r)
 	}
+}
+
+// BuiltKeys is the set of keys steps of this build executed.
+type BuiltKeys struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (b *BuiltKeys) add(key string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.keys == nil {
+		b.keys = map[string]bool{}
+	}
+	b.keys[key] = true
+}
+
+func (b *BuiltKeys) has(key string) bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.keys[key]
 }
 
 // StepError ties a failure to its Dockerfile line.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-build/strata/internal/graph"
+	"github.com/strata-build/strata/internal/platform"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/store"
 )
@@ -22,11 +24,15 @@ func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) 
 		}
 	}
 	multi := len(s.stages) > 1
+	prefix := ""
+	if s.opts.LabelPlatforms && st.Platform.Architecture != "" {
+		prefix = platformLabel(st.Platform, s.target) + " "
+	}
 	label := func(pos int) string {
 		if multi || st.Name != "" {
-			return fmt.Sprintf("[%s %d/%d]", st.DisplayName(), pos, total)
+			return fmt.Sprintf("[%s%s %d/%d]", prefix, st.DisplayName(), pos, total)
 		}
-		return fmt.Sprintf("[%d/%d]", pos, total)
+		return fmt.Sprintf("[%s%d/%d]", prefix, pos, total)
 	}
 
 	// FROM
@@ -55,7 +61,7 @@ func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) 
 		ss.created = dep.created
 		v.Cached()
 	default:
-		base, err := s.opts.Images.Load(ctx, st.Base.Image, st.Base.Digest)
+		base, err := s.opts.Images.Load(ctx, st.Base.Image, st.Base.Digest, st.Platform)
 		if err != nil {
 			err = &StepError{Line: st.Base.Line, Text: st.Base.Text, Err: err}
 			v.Fail(err)
@@ -107,6 +113,20 @@ func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) 
 		}
 	}
 	return nil
+}
+
+// platformLabel is BuildKit's progress prefix: the stage's platform, plus "->TARGET" when the
+// stage runs on another platform than the one being built (a cross-compiling stage).
+func platformLabel(p, target ocispec.Platform) string {
+	out := platform.Format(p)
+	if target.Architecture == "" || platform.Equal(p, target) {
+		return out
+	}
+	t := platform.Format(target)
+	if p.OS == target.OS {
+		t = strings.TrimPrefix(t, target.OS+"/")
+	}
+	return out + "->" + t
 }
 
 func baseText(st *graph.Stage) string {
@@ -203,6 +223,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		if err := s.opts.Store.PutRecord(rec); err != nil {
 			return err
 		}
+		s.opts.Built.add(key)
 		v.Done()
 	}
 	s.opts.Store.SetLast(position, summary)
@@ -232,7 +253,14 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 // latter). A stage that ignores the cache finds nothing.
 func (s *solver) lookup(st *graph.Stage, key string) (rec *store.Record, remote bool, err error) {
 	if s.noCache(st) {
-		return nil, false, nil
+		if !s.opts.Built.has(key) {
+			return nil, false, nil
+		}
+		rec, err = s.opts.Store.GetRecord(key)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, err
+		}
+		return rec, false, nil
 	}
 	rec, err = s.opts.Store.GetRecord(key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

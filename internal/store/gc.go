@@ -295,8 +295,20 @@ func (c *collector) imageUnits(units []string, d digest.Digest) []string {
 	if err != nil {
 		return units
 	}
-	var m ocispec.Manifest
-	if json.Unmarshal(data, &m) != nil || m.Config.Digest.Validate() != nil {
+	var m struct {
+		ocispec.Manifest
+		Manifests []ocispec.Descriptor `json:"manifests"`
+	}
+	if json.Unmarshal(data, &m) != nil {
+		return units
+	}
+	// A multi-platform build is tagged as an index: it keeps each platform's image.
+	for _, child := range m.Manifests {
+		if child.Digest != d {
+			units = c.imageUnits(units, child.Digest)
+		}
+	}
+	if m.Config.Digest.Validate() != nil {
 		return units
 	}
 	units = c.add(units, "blob", m.Config.Digest.Encoded())

@@ -415,6 +415,19 @@ func (v *verifier) imageProblem(d digest.Digest) string {
 	if !v.hasBlob(d) {
 		return fmt.Sprintf("manifest %s is missing", d)
 	}
+	// A multi-platform build is tagged as an index: each platform's image must be whole.
+	var idx ocispec.Index
+	if err := readJSONStrict(v.s.BlobPath(d), &idx); err == nil && idx.MediaType == ocispec.MediaTypeImageIndex {
+		for _, child := range idx.Manifests {
+			if child.Digest == d || child.Digest.Validate() != nil {
+				return fmt.Sprintf("index %s: bad entry %q", d, child.Digest)
+			}
+			if msg := v.imageProblem(child.Digest); msg != "" {
+				return fmt.Sprintf("index %s: %s", d, msg)
+			}
+		}
+		return ""
+	}
 	var m ocispec.Manifest
 	if err := readJSONStrict(v.s.BlobPath(d), &m); err != nil {
 		return fmt.Sprintf("manifest %s: %v", d, err)

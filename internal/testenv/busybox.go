@@ -32,6 +32,13 @@ const BusyboxPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // BusyboxRootfs fills dir with a minimal runnable root filesystem: the host's static busybox, a
 // symlink per applet, users root, nobody and app (1000:1000), /tmp (1777) and /root.
 func BusyboxRootfs(dir string) error {
+	return busyboxRootfs(dir, HostBusybox)
+}
+
+// busyboxRootfs is BusyboxRootfs with binary as /bin/busybox. The applet list always comes from
+// the host's busybox, which can run here: Debian builds every architecture's busybox-static from
+// the same source and configuration.
+func busyboxRootfs(dir, binary string) error {
 	// --list-full places applets where a distribution would (sbin/, usr/bin/), so PATH lookups in
 	// tests behave like on a real image.
 	out, err := exec.Command(HostBusybox, "--list-full").Output()
@@ -43,7 +50,7 @@ func BusyboxRootfs(dir string) error {
 			return fmt.Errorf("busybox rootfs: %w", err)
 		}
 	}
-	if err := copyFile(HostBusybox, filepath.Join(dir, "bin", "busybox"), 0o755); err != nil {
+	if err := copyFile(binary, filepath.Join(dir, "bin", "busybox"), 0o755); err != nil {
 		return fmt.Errorf("busybox rootfs: %w", err)
 	}
 	for _, applet := range strings.Fields(string(out)) {
@@ -83,12 +90,22 @@ func BusyboxRootfs(dir string) error {
 // tagged "latest", and returns it. The layer and config are byte-for-byte reproducible for a given
 // host busybox, so the image digest is stable across runs and machines with the same package.
 func BuildBusyboxImage(layoutDir string) (*image.Image, error) {
+	img, err := buildBusyboxBlobs(layoutDir, HostBusybox, ocispec.Platform{OS: "linux", Architecture: "amd64"})
+	if err != nil {
+		return nil, err
+	}
+	return img, writeLayoutIndex(layoutDir, []ocispec.Descriptor{img.Manifest}, []ocispec.Platform{{OS: "linux", Architecture: "amd64"}})
+}
+
+// buildBusyboxBlobs writes the blobs of a busybox image with binary as /bin/busybox, its config
+// naming p, into layoutDir and returns the image (index.json is the caller's).
+func buildBusyboxBlobs(layoutDir, binary string, p ocispec.Platform) (*image.Image, error) {
 	rootfs, err := os.MkdirTemp("", "strata-busybox-rootfs-")
 	if err != nil {
 		return nil, fmt.Errorf("build busybox image: %w", err)
 	}
 	defer os.RemoveAll(rootfs)
-	if err := BusyboxRootfs(rootfs); err != nil {
+	if err := busyboxRootfs(rootfs, binary); err != nil {
 		return nil, err
 	}
 	store, err := NewDirStore(layoutDir)
@@ -102,13 +119,13 @@ func BuildBusyboxImage(layoutDir string) (*image.Image, error) {
 	epoch := time.Unix(0, 0).UTC()
 	cfg := ocispec.Image{
 		Created:  &epoch,
-		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+		Platform: p,
 		Config: ocispec.ImageConfig{
 			Env: []string{BusyboxPath},
 			Cmd: []string{"sh"},
 		},
 		RootFS:  ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
-		History: []ocispec.History{{Created: &epoch, CreatedBy: "strata testenv: busybox rootfs from " + HostBusybox}},
+		History: []ocispec.History{{Created: &epoch, CreatedBy: "strata testenv: busybox rootfs from " + historyName(binary)}},
 	}
 	cfgBytes, err := json.Marshal(cfg)
 	if err != nil {
@@ -128,25 +145,58 @@ func BuildBusyboxImage(layoutDir string) (*image.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build busybox image: %w", err)
 	}
-	mDesc, err := putBytes(store, ocispec.MediaTypeImageManifest, mBytes)
-	if err != nil {
-		return nil, fmt.Errorf("build busybox image: %w", err)
-	}
-	indexDesc := mDesc
-	indexDesc.Annotations = map[string]string{ocispec.AnnotationRefName: "latest"}
-	indexDesc.Platform = &cfg.Platform
-	index := ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{indexDesc},
-	}
-	if err := writeJSON(filepath.Join(layoutDir, ocispec.ImageIndexFile), index); err != nil {
-		return nil, fmt.Errorf("build busybox image: %w", err)
-	}
-	if err := writeJSON(filepath.Join(layoutDir, ocispec.ImageLayoutFile), ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion}); err != nil {
+	if _, err := putBytes(store, ocispec.MediaTypeImageManifest, mBytes); err != nil {
 		return nil, fmt.Errorf("build busybox image: %w", err)
 	}
 	return image.Parse(mBytes, cfgBytes)
+}
+
+// historyName keeps the amd64 fixture's history (and so its digest) what it always was.
+func historyName(binary string) string {
+	if binary == HostBusybox {
+		return HostBusybox
+	}
+	return "Debian busybox-static at " + binary
+}
+
+// writeLayoutIndex writes index.json naming manifests, tagged "latest" (a single image) or as
+// one nested index (several platforms), and oci-layout.
+func writeLayoutIndex(layoutDir string, manifests []ocispec.Descriptor, plats []ocispec.Platform) error {
+	var top ocispec.Descriptor
+	if len(manifests) == 1 {
+		top = manifests[0]
+		top.Platform = &plats[0]
+	} else {
+		idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
+		for i, m := range manifests {
+			m.Platform = &plats[i]
+			idx.Manifests = append(idx.Manifests, m)
+		}
+		b, err := json.Marshal(idx)
+		if err != nil {
+			return err
+		}
+		store, err := NewDirStore(layoutDir)
+		if err != nil {
+			return err
+		}
+		if top, err = putBytes(store, ocispec.MediaTypeImageIndex, b); err != nil {
+			return err
+		}
+	}
+	top.Annotations = map[string]string{ocispec.AnnotationRefName: "latest"}
+	index := ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{top},
+	}
+	if err := writeJSON(filepath.Join(layoutDir, ocispec.ImageIndexFile), index); err != nil {
+		return fmt.Errorf("build busybox image: %w", err)
+	}
+	if err := writeJSON(filepath.Join(layoutDir, ocispec.ImageLayoutFile), ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion}); err != nil {
+		return fmt.Errorf("build busybox image: %w", err)
+	}
+	return nil
 }
 
 // writeLayer tars rootfs in sorted order with fixed metadata, gzips it straight into the store and
