@@ -19,7 +19,10 @@ type globalOpts struct {
 }
 
 func main() {
-	if subcommand(os.Args[1:]) == "build" {
+	if os.Getenv(usernsWaitEnv) != "" {
+		os.Exit(awaitMapping())
+	}
+	if sub := subcommand(os.Args[1:]); sub == "build" || os.Geteuid() != 0 && needsUserNS(sub) {
 		if handled, code := reexecInNamespace(); handled {
 			os.Exit(code)
 		}

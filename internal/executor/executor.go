@@ -111,7 +111,8 @@ func (c Config) runtimePath() (string, error) {
 }
 
 func (c Config) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, bin, append([]string{"--root", c.StateDir}, args...)...)
+	global := append([]string{"--root", c.StateDir}, c.rootlessFlags()...)
+	return exec.CommandContext(ctx, bin, append(global, args...)...)
 }
 
 // Check verifies that the runtime exists and runs, and that the kernel offers
@@ -130,7 +131,7 @@ func Check(cfg Config) error {
 		return err
 	}
 	if os.Geteuid() != 0 {
-		return errors.New("running RUN steps needs root: rootless builds are not supported")
+		return errors.New("running RUN steps needs root or a user namespace: run `strata build` itself, which enters one for a non-root user (see docs/CI.md, rootless builds)")
 	}
 	for _, ns := range []string{"mnt", "pid", "ipc", "uts", "net"} {
 		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
@@ -255,7 +256,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) (retErr error) {
 	}
 	// The cgroup names its owner so a later build can tell a dead build's leftover from a live
 	// one's: runc removes it on delete, but nobody does when strata is killed.
-	if s.Linux != nil && s.Linux.CgroupsPath == "" {
+	if s.Linux != nil && s.Linux.CgroupsPath == "" && !rootless() {
 		s.Linux.CgroupsPath = cgroupsPath(spec.ID)
 	}
 	cfgJSON, err := json.MarshalIndent(s, "", "\t")

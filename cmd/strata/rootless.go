@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/strata-build/strata/internal/store"
+	"github.com/strata-build/strata/internal/userns"
+)
+
+// usernsWaitEnv marks the child that was cloned into a new user namespace and must wait for its
+// parent to map it before it is anyone.
+const usernsWaitEnv = "STRATA_USERNS_WAIT"
+
+// reexecRootless runs this command line for a non-root user inside a new user namespace in which
+// the user is root and its /etc/subuid and /etc/subgid ranges are ids 1 and up, with its own
+// mount and pid namespaces as for root. Files a build creates as root land owned by the user
+// and the rest on subordinate ids, so only that namespace can manage the store: every command
+// that touches it runs there.
+func reexecRootless() (handled bool, code int) {
+	fail := func(err error) (bool, int) {
+		fmt.Fprintln(os.Stderr, "ERROR:", err)
+		return true, 1
+	}
+	m, err := userns.Plan()
+	if err != nil {
+		return fail(err)
+	}
+	env := os.Environ()
+	// Inside, the user is uid 0; the default store must stay the one the user would get.
+	if os.Getenv("STRATA_ROOT") == "" {
+		env = append(env, "STRATA_ROOT="+store.DefaultRoot())
+	}
+	runDir, err := rootlessRunDir()
+	if err != nil {
+		return fail(err)
+	}
+	env = append(env, runDirEnv+"="+runDir, usernsWaitEnv+"=1")
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fail(fmt.Errorf("rootless build: %w", err))
+	}
+	defer w.Close()
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Env = env
+	cmd.ExtraFiles = []*os.File{r} // fd 3: one byte once the mapping is written
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	code, err = runChild(cmd, func(pid int) error {
+		r.Close()
+		if err := m.Apply(pid); err != nil {
+			return err
+		}
+		_, err := w.Write([]byte{1})
+		w.Close()
+		return err
+	})
+	if errors.Is(err, errNotStarted) {
+		return fail(fmt.Errorf("rootless build: cannot create a user namespace (%w): the kernel or a sandbox forbids it; in a container, allow unshare(CLONE_NEWUSER) (seccomp and AppArmor unconfined, or a profile that allows it), see docs/CI.md", err))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return true, code
+}
+
+// awaitMapping runs in the child cloned by reexecRootless: once the parent has written the id
+// mapping it executes strata again, because the capabilities of a user namespace's root are
+// granted at execve and this process was started before it had a uid. It returns only on error.
+func awaitMapping() int {
+	sync := os.NewFile(3, "userns-sync")
+	var b [1]byte
+	if _, err := io.ReadFull(sync, b[:]); err != nil {
+		// The parent failed to map us and says why; nothing to add.
+		return 1
+	}
+	sync.Close()
+	os.Unsetenv(usernsWaitEnv)
+	os.Setenv(nsEnv, "1")
+	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+	fmt.Fprintln(os.Stderr, "ERROR: rootless build: re-execute in the user namespace:", err)
+	return 1
+}
+
+// rootlessRunDir is an empty directory the user owns, on which the namespace mounts the tmpfs
+// that root builds mount on /run/strata (runc state, bundles): $XDG_RUNTIME_DIR/strata, else
+// $TMPDIR/strata-run-UID, as podman does. Nothing is written into it outside the namespace.
+func rootlessRunDir() (string, error) {
+	var dir string
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		dir = filepath.Join(x, "strata")
+	} else {
+		dir = filepath.Join(os.TempDir(), "strata-run-"+strconv.Itoa(os.Getuid()))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("rootless build: create run dir: %w (set XDG_RUNTIME_DIR to a directory you own)", err)
+	}
+	// In a shared /tmp someone else could have made it first, or made it a link.
+	var st syscall.Stat_t
+	if err := syscall.Lstat(dir, &st); err != nil {
+		return "", fmt.Errorf("rootless build: %w", err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR || int(st.Uid) != os.Getuid() {
+		return "", fmt.Errorf("rootless build: run dir %s is not a directory owned by you: remove it or set XDG_RUNTIME_DIR", dir)
+	}
+	return dir, nil
+}
+
+// needsUserNS says which commands a non-root user runs inside the namespace: those that read or
+// change the store, whose files belong to subordinate ids.
+func needsUserNS(sub string) bool {
+	switch sub {
+	case "", "help", "version", "check", "completion", "__complete":
+		return false
+	}
+	return true
+}

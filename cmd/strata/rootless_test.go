@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/strata-build/strata/internal/testenv"
+)
+
+// rootlessUser is a real non-root account made for one test, with its own /etc/subuid and
+// /etc/subgid ranges; it and its home are removed when the test ends.
+type rootlessUser struct {
+	name     string
+	uid, gid int
+	home     string
+	bin      string // a copy of strata the user can execute
+}
+
+func newRootlessUser(t *testing.T) *rootlessUser {
+	t.Helper()
+	testenv.RequireTools(t, "useradd", "userdel", "usermod", "newuidmap", "newgidmap", "umoci")
+	name := fmt.Sprintf("strata-rl%d", os.Getpid()%100000)
+	home := filepath.Join("/home", name)
+	if out, err := exec.Command("useradd", "--create-home", "--home-dir", home, "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		// userdel also drops the user's /etc/subuid and /etc/subgid lines.
+		if out, err := exec.Command("userdel", "--remove", name).CombinedOutput(); err != nil {
+			t.Errorf("userdel: %v\n%s", err, out)
+		}
+		os.RemoveAll(home)
+	})
+	// useradd allocates subordinate ranges when login.defs says so; make sure there is one.
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		if !strings.Contains(readFileOrEmpty(f), name+":") {
+			flag := "--add-subuids"
+			if strings.HasSuffix(f, "subgid") {
+				flag = "--add-subgids"
+			}
+			if out, err := exec.Command("usermod", flag, "700000-765535", name).CombinedOutput(); err != nil {
+				t.Fatalf("usermod %s: %v\n%s", flag, err, out)
+			}
+		}
+	}
+	u := &rootlessUser{name: name, home: home}
+	var st syscall.Stat_t
+	if err := syscall.Stat(home, &st); err != nil {
+		t.Fatal(err)
+	}
+	u.uid, u.gid = int(st.Uid), int(st.Gid)
+	// The test binary lives in a root-only temp dir: give the user a copy.
+	u.bin = filepath.Join(home, "strata")
+	data, err := os.ReadFile(strataBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(u.bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(u.bin, u.uid, u.gid); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func readFileOrEmpty(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// run runs strata as the user, with the environment a login would give it.
+func (u *rootlessUser) run(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(u.bin, args...)
+	cmd.Dir = u.home
+	cmd.Env = []string{"HOME=" + u.home, "USER=" + u.name, "LOGNAME=" + u.name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}}
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	return result{out: string(out), err: err, code: code}
+}
+
+// writeProject writes files into dir as the user would have them.
+func (u *rootlessUser) writeProject(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for p, content := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(strings.ReplaceAll(content, "{{BASE}}", baseRef)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, u.uid, u.gid)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const rootlessDockerfile = `FROM {{BASE}}
+RUN mkdir -p /out/d /out/gone && echo root > /out/root.txt && echo n > /out/n.txt \
+ && chown 1234 /out/n.txt && chown 1234:5678 /out/d && touch /out/d/old /out/gone/x \
+ && ln -s n.txt /out/link && chown -h 65534:65534 /out/link
+RUN rm -rf /out/gone /out/d && mkdir /out/d && touch /out/d/new && chown 1234:1234 /out/d/new
+RUN --network=none sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " > /out/ifaces && ls /sys/class/net > /out/sysnet'
+COPY --chown=4321:8765 a.txt /copied/a.txt
+COPY b.txt /copied/
+RUN ls -ln /out /out/d /copied > /out/listing
+`
+
+// A non-root user builds a Dockerfile with RUN and COPY: files keep, inside the image, the owners a
+// root build gives them; the store is the user's XDG data dir; a rebuild is all cached.
+func TestRootlessBuild(t *testing.T) {
+	u := newRootlessUser(t)
+	ctx := filepath.Join(u.home, "proj")
+	files := map[string]string{"Dockerfile": rootlessDockerfile, "a.txt": "a\n", "b.txt": "b\n"}
+	u.writeProject(t, ctx, files)
+	outsideBefore := rootOwnedOutside(t)
+
+	const epoch = "SOURCE_DATE_EPOCH=1700000000"
+	layout := filepath.Join(u.home, "img")
+	args := []string{"build", "--progress=plain", "--build-arg", epoch, "-o", "type=oci,tar=false,rewrite-timestamp=true,dest=" + layout, "--iidfile", filepath.Join(u.home, "iid"), ctx}
+	r := u.run(t, append(args, "-t", "rl:1")...)
+	if r.err != nil {
+		t.Fatalf("rootless build: %v\n%s", r.err, r.out)
+	}
+
+	// The store is the user's, under ~/.local/share/strata, and nothing it wrote is root's.
+	storeDir := filepath.Join(u.home, ".local", "share", "strata")
+	if _, err := os.Stat(filepath.Join(storeDir, "blobs", "sha256")); err != nil {
+		t.Fatalf("no store under the user's XDG data dir: %v\n%s", err, r.out)
+	}
+	checkOwnedOutsideStore(t, u, storeDir)
+	// Inside, uid 1234 is the 1234th subordinate id: that is who owns n.txt on the host.
+	subStart, _ := subIDs(t, "/etc/subuid", u.name)
+	found := false
+	filepath.Walk(filepath.Join(storeDir, "snapshots"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Name() == "n.txt" {
+			st := fi.Sys().(*syscall.Stat_t)
+			found = true
+			if int(st.Uid) != subStart+1233 {
+				t.Errorf("%s is owned by host uid %d, want %d (subordinate id for 1234)", p, st.Uid, subStart+1233)
+			}
+		}
+		return nil
+	})
+	if !found {
+		t.Errorf("no snapshot holds out/n.txt")
+	}
+	if after := rootOwnedOutside(t); after != outsideBefore {
+		t.Errorf("the build changed root's places outside the user's home:\nbefore %s\nafter  %s", outsideBefore, after)
+	}
+
+	// Rebuild: every step cached.
+	r2 := u.run(t, append(args, "-t", "rl:2")...)
+	if r2.err != nil {
+		t.Fatalf("rootless rebuild: %v\n%s", r2.err, r2.out)
+	}
+	states := stepStates(r2.out)
+	if len(states) < 7 {
+		t.Fatalf("rebuild shows %d steps, want 7:\n%s", len(states), r2.out)
+	}
+	for step, state := range states {
+		if state != "CACHED" && !strings.Contains(step, "FROM") {
+			t.Errorf("rebuild: %s is %s, want CACHED\n%s", step, state, r2.out)
+		}
+	}
+
+	// The same Dockerfile built by root.
+	e := newEnv(t)
+	rootCtx := e.project("proj", files)
+	rootLayout := filepath.Join(e.dir, "img")
+	e.build("-t", "rl:1", "--build-arg", epoch, "-o", "type=oci,tar=false,rewrite-timestamp=true,dest="+rootLayout, "--iidfile", filepath.Join(e.dir, "iid"), rootCtx)
+
+	got, want := imageListing(t, layout), imageListing(t, rootLayout)
+	if got != want {
+		t.Errorf("rootless image filesystem differs from the root build's (- root, + rootless):\n%s", lineDiff(want, got))
+	}
+	for _, line := range []string{
+		"out/n.txt 1234:0 0644", "out/d 0:0 0755", "out/d/new 1234:1234 0644", "out/link 65534:65534",
+		"out/root.txt 0:0 0644", "copied/a.txt 4321:8765 0644", "copied/b.txt 0:0 0644",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("rootless image lacks %q:\n%s", line, got)
+		}
+	}
+	for _, gone := range []string{"out/gone", "out/d/old"} {
+		if strings.Contains(got, gone+" ") {
+			t.Errorf("rootless image still has %s (whiteout or opaque dir lost):\n%s", gone, got)
+		}
+	}
+	rootfs := unpackImage(t, layout)
+	for _, f := range []string{"ifaces", "sysnet"} {
+		if got := readFile(t, filepath.Join(rootfs, "out", f)); strings.TrimSpace(got) != "lo" {
+			t.Errorf("RUN --network=none saw interfaces %q in %s, want only lo", got, f)
+		}
+	}
+	if a, b := readFile(t, filepath.Join(u.home, "iid")), readFile(t, filepath.Join(e.dir, "iid")); a != b || !strings.HasPrefix(a, "sha256:") {
+		t.Errorf("image digest: rootless %s, root %s", a, b)
+	}
+}
+
+// Without a /etc/subuid range the build says which file to edit, before doing anything.
+func TestRootlessNoSubuid(t *testing.T) {
+	u := newRootlessUser(t)
+	for _, flag := range []string{"--del-subuids", "--del-subgids"} {
+		if out, err := exec.Command("usermod", flag, "0-4294967294", u.name).CombinedOutput(); err != nil {
+			t.Fatalf("usermod %s: %v\n%s", flag, err, out)
+		}
+	}
+	ctx := filepath.Join(u.home, "proj")
+	u.writeProject(t, ctx, map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN true\n"})
+	r := u.run(t, "build", "--progress=plain", ctx)
+	if r.err == nil {
+		t.Fatalf("build without subordinate ids succeeded:\n%s", r.out)
+	}
+	for _, want := range []string{"/etc/subuid has no range for user " + u.name, "usermod --add-subuids"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("error lacks %q:\n%s", want, r.out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(u.home, ".local", "share", "strata")); err == nil {
+		t.Errorf("a refused build created the store")
+	}
+}
+
+// unpackImage unpacks the layout's image tagged "1" as root with umoci, which keeps the owners.
+func unpackImage(t *testing.T, layout string) string {
+	const tag = "1"
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if out, err := exec.Command("umoci", "raw", "unpack", "--image", layout+":"+tag, rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("umoci raw unpack: %v\n%s", err, out)
+	}
+	return rootfs
+}
+
+// imageListing is "path uid:gid mode" for every entry of the image's filesystem (mode left out
+// for symlinks), sorted.
+func imageListing(t *testing.T, layout string) string {
+	t.Helper()
+	rootfs := unpackImage(t, layout)
+	var lines []string
+	err := filepath.Walk(rootfs, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == rootfs {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		rel, _ := filepath.Rel(rootfs, p)
+		line := fmt.Sprintf("%s %d:%d", rel, st.Uid, st.Gid)
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			line += fmt.Sprintf(" %04o", st.Mode&0o7777)
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// checkOwnedOutsideStore fails for anything in the user's home, the store aside, that the user
+// does not own: a rootless build writes elsewhere only as the user.
+func checkOwnedOutsideStore(t *testing.T, u *rootlessUser, storeDir string) {
+	t.Helper()
+	err := filepath.Walk(u.home, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == storeDir {
+			return filepath.SkipDir
+		}
+		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != u.uid || int(st.Gid) != u.gid {
+			t.Errorf("%s is owned by %d:%d, not the user (%d:%d)", p, st.Uid, st.Gid, u.uid, u.gid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rootOwnedOutside describes root's default store and run dir, which a rootless build must not
+// create or touch.
+func rootOwnedOutside(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, p := range []string{"/var/lib/strata", "/run/strata"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: absent; ", p)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s; ", p, fi.ModTime())
+	}
+	return b.String()
+}
+
+// subIDs reads the user's first range from an /etc/sub?id file.
+func subIDs(t *testing.T, file, name string) (start, count int) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.Split(sc.Text(), ":")
+		if len(parts) == 3 && parts[0] == name {
+			start, _ = strconv.Atoi(parts[1])
+			count, _ = strconv.Atoi(parts[2])
+			return start, count
+		}
+	}
+	t.Fatalf("%s has no range for %s", file, name)
+	return 0, 0
+}
+
+// lineDiff lists the lines only in a (-) and only in b (+).
+func lineDiff(a, b string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	ma, mb := in(a), in(b)
+	var out []string
+	for l := range ma {
+		if !mb[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for l := range mb {
+		if !ma[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][2:] < out[j][2:] })
+	return strings.Join(out, "\n")
+}
