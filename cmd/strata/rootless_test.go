@@ -184,6 +184,20 @@ func TestRootlessBuild(t *testing.T) {
 		}
 	}
 
+	// The store commands run in the namespace too: they can remove what belongs to subordinate ids.
+	if r := u.run(t, "du"); r.err != nil {
+		t.Errorf("strata du as the user: %v\n%s", r.err, r.out)
+	}
+	if r := u.run(t, "prune", "--all"); r.err != nil || !strings.Contains(r.out, "Removed") {
+		t.Errorf("strata prune --all as the user: %v\n%s", r.err, r.out)
+	}
+	if left, _ := os.ReadDir(filepath.Join(storeDir, "snapshots")); len(left) != 0 {
+		t.Errorf("prune --all left %d snapshots (files of subordinate ids not removable?)", len(left))
+	}
+	if r := u.run(t, "store", "verify"); r.err != nil {
+		t.Errorf("strata store verify as the user: %v\n%s", r.err, r.out)
+	}
+
 	// The same Dockerfile built by root.
 	e := newEnv(t)
 	rootCtx := e.project("proj", files)
@@ -360,4 +374,53 @@ func lineDiff(a, b string) string {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i][2:] < out[j][2:] })
 	return strings.Join(out, "\n")
+}
+
+// An owner beyond the user's subordinate ranges cannot exist in its namespace: a base layer or a
+// COPY --chown naming one fails the build with what to change, rather than change the owner.
+func TestRootlessIDsBeyondRange(t *testing.T) {
+	u := newRootlessUser(t)
+	e := newEnv(t)
+	bigRef := testReg.Addr() + fmt.Sprintf("/rootless-bigid:%d", os.Getpid())
+	e.build("--push", "-t", bigRef, e.project("big", map[string]string{
+		"Dockerfile": "FROM {{BASE}}\nRUN touch /big && chown 70000:70000 /big\n",
+	}))
+	for name, df := range map[string]string{
+		"layer": "FROM " + bigRef + "\nRUN true\n",
+		"chown": "FROM {{BASE}}\nCOPY --chown=70000:70000 a.txt /a.txt\n",
+	} {
+		ctx := filepath.Join(u.home, name)
+		u.writeProject(t, ctx, map[string]string{"Dockerfile": df, "a.txt": "a\n"})
+		r := u.run(t, "build", "--progress=plain", ctx)
+		if r.err == nil {
+			t.Errorf("%s: build with owner 70000 succeeded:\n%s", name, r.out)
+			continue
+		}
+		if !strings.Contains(r.out, "owner 70000:70000 is beyond the ids this rootless build maps") {
+			t.Errorf("%s: error does not explain the unmapped owner:\n%s", name, r.out)
+		}
+	}
+}
+
+// A store on a nosuid,nodev mount (a CI volume, a home mounted so): in the user namespace those
+// flags are locked, so a read-only remount must keep them. A single-layer image exported as
+// type=local is mounted that way.
+func TestRootlessStoreOnNosuidMount(t *testing.T) {
+	u := newRootlessUser(t)
+	if out, err := exec.Command("mount", "--bind", u.home, u.home).CombinedOutput(); err != nil {
+		t.Skipf("bind mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", u.home).Run() })
+	if out, err := exec.Command("mount", "-o", "remount,bind,nosuid,nodev", u.home).CombinedOutput(); err != nil {
+		t.Fatalf("remount nosuid,nodev: %v: %s", err, out)
+	}
+	ctx := filepath.Join(u.home, "proj")
+	u.writeProject(t, ctx, map[string]string{"Dockerfile": "FROM {{BASE}}\n"})
+	dest := filepath.Join(u.home, "rootfs")
+	if r := u.run(t, "build", "--progress=plain", "-o", "type=local,dest="+dest, ctx); r.err != nil {
+		t.Fatalf("rootless build on a nosuid,nodev store: %v\n%s", r.err, r.out)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "bin", "busybox")); err != nil {
+		t.Errorf("type=local export lacks bin/busybox: %v", err)
+	}
 }

@@ -77,7 +77,18 @@ func bindMount(src, target string, readonly bool) error {
 	if !readonly {
 		return nil
 	}
-	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+	// A remount must repeat the flags the mount already has: in a user namespace they are locked,
+	// and dropping one (nosuid, nodev…) is refused with EPERM.
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	var sfs unix.Statfs_t
+	if unix.Statfs(target, &sfs) == nil {
+		for st, ms := range map[int64]uintptr{unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV, unix.ST_NOEXEC: unix.MS_NOEXEC, unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME} {
+			if sfs.Flags&st != 0 {
+				flags |= ms
+			}
+		}
+	}
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
 		_ = unix.Unmount(target, unix.MNT_DETACH)
 		return fmt.Errorf("make bind of %s read-only: %w", src, err)
 	}

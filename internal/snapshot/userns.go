@@ -1,11 +1,8 @@
 package snapshot
 
 import (
-	"errors"
 	"fmt"
 	"strings"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/userns"
 )
@@ -37,12 +34,8 @@ func errUserNSOverlay(err error) error {
 	return fmt.Errorf("%w: this kernel cannot mount overlayfs with userxattr in a user namespace (rootless builds need Linux 5.11 or later, and a sandbox that allows mount(2) in user namespaces)", err)
 }
 
-// chownError explains an owner a user namespace cannot represent: the layer names an id beyond
-// the ranges /etc/subuid and /etc/subgid gave the user. Like podman and buildah, strata refuses
-// the layer rather than give the file another owner.
+// chownError wraps a failed chown of a layer entry, saying so when the id is beyond a rootless
+// build's ranges.
 func chownError(err error, uid, gid int) error {
-	if userns.Running() && errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("chown to %d:%d: the id is beyond the ranges this rootless build maps (/etc/subuid and /etc/subgid): give the user a larger range (at least up to %d), or build as root", uid, gid, max(uid, gid)+1)
-	}
-	return fmt.Errorf("chown: %w", err)
+	return fmt.Errorf("chown: %w", userns.ChownError(err, uid, gid))
 }

@@ -124,18 +124,6 @@ func (m *Mapping) Apply(pid int) error {
 	return nil
 }
 
-// Size is how many ids, from 0, the namespace maps without a gap.
-func Size(rs []Range) uint32 {
-	var n uint32
-	for _, r := range rs {
-		if r.Inside != n {
-			break
-		}
-		n += r.Count
-	}
-	return n
-}
-
 // checkKernel refuses kernels that cannot run a rootless build, naming the setting to change.
 func checkKernel() error {
 	if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && strings.TrimSpace(string(b)) == "0" {
@@ -187,4 +175,14 @@ func Running() bool {
 		inNS = !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 	})
 	return inNS
+}
+
+// ChownError explains a chown to uid:gid that failed with err because this process runs in a user
+// namespace whose ranges do not reach that id (the kernel says EINVAL), or returns err as it is.
+// Like podman and buildah, strata refuses such a file rather than give it another owner.
+func ChownError(err error, uid, gid int) error {
+	if err == nil || !Running() || !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	return fmt.Errorf("%w: owner %d:%d is beyond the ids this rootless build maps (the ranges in /etc/subuid and /etc/subgid): give the user ranges of at least %d ids, or build as root", err, uid, gid, max(uid, gid)+1)
 }
