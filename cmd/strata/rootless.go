@@ -3,20 +3,24 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-build/strata/internal/store"
 	"github.com/strata-build/strata/internal/userns"
 )
 
 // usernsWaitEnv marks the child that was cloned into a new user namespace and must wait for its
-// parent to map it before it is anyone.
-const usernsWaitEnv = "STRATA_USERNS_WAIT"
+// parent to map it before it is anyone; usernsMappedEnv marks it once it re-executed itself.
+const (
+	usernsWaitEnv   = "STRATA_USERNS_WAIT"
+	usernsMappedEnv = "STRATA_USERNS_MAPPED"
+)
 
 // reexecRootless runs this command line for a non-root user inside a new user namespace in which
 // the user is root and its /etc/subuid and /etc/subgid ranges are ids 1 and up, with its own
@@ -48,7 +52,11 @@ func reexecRootless() (handled bool, code int) {
 		return fail(fmt.Errorf("rootless build: %w", err))
 	}
 	defer w.Close()
-	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(fmt.Errorf("rootless build: find strata's executable: %w", err))
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Env = env
 	cmd.ExtraFiles = []*os.File{r} // fd 3: one byte once the mapping is written
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -60,8 +68,9 @@ func reexecRootless() (handled bool, code int) {
 		if err := m.Apply(pid); err != nil {
 			return err
 		}
+		// w stays open until we exit: the child reads EOF from it if we died before it could
+		// set its parent-death signal again (see watchParent).
 		_, err := w.Write([]byte{1})
-		w.Close()
 		return err
 	})
 	if errors.Is(err, errNotStarted) {
@@ -77,18 +86,47 @@ func reexecRootless() (handled bool, code int) {
 // mapping it executes strata again, because the capabilities of a user namespace's root are
 // granted at execve and this process was started before it had a uid. It returns only on error.
 func awaitMapping() int {
-	sync := os.NewFile(3, "userns-sync")
+	// A raw read: an *os.File would close fd 3 when collected, and the exec needs it open.
 	var b [1]byte
-	if _, err := io.ReadFull(sync, b[:]); err != nil {
-		// The parent failed to map us and says why; nothing to add.
-		return 1
+	for {
+		n, err := unix.Read(3, b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if n != 1 {
+			// The parent failed to map us and says why; nothing to add.
+			return 1
+		}
+		break
 	}
-	sync.Close()
+	// fd 3 stays open across the exec, for watchParent.
 	os.Unsetenv(usernsWaitEnv)
+	os.Setenv(usernsMappedEnv, "1")
 	os.Setenv(nsEnv, "1")
-	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+	exe, err := os.Executable()
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, os.Environ())
+	}
 	fmt.Fprintln(os.Stderr, "ERROR: rootless build: re-execute in the user namespace:", err)
 	return 1
+}
+
+// watchParent runs first in the re-executed child. Gaining capabilities at execve cleared the
+// parent-death signal the clone set, so it is set again; if the parent died before that, its end
+// of the sync pipe is closed and the child exits instead of building for nobody.
+func watchParent() {
+	os.Unsetenv(usernsMappedEnv)
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "ERROR: rootless build: set parent-death signal:", err)
+		os.Exit(1)
+	}
+	if err := unix.SetNonblock(3, true); err == nil {
+		var b [1]byte
+		if n, _ := unix.Read(3, b[:]); n == 0 {
+			os.Exit(1) // EOF: the parent is gone
+		}
+	}
+	unix.Close(3)
 }
 
 // rootlessRunDir is an empty directory the user owns, on which the namespace mounts the tmpfs

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/strata-build/strata/internal/testenv"
 )
@@ -25,10 +26,14 @@ type rootlessUser struct {
 	bin      string // a copy of strata the user can execute
 }
 
+// rootlessUsers counts the users made, so each test gets a fresh name.
+var rootlessUsers int
+
 func newRootlessUser(t *testing.T) *rootlessUser {
 	t.Helper()
 	testenv.RequireTools(t, "useradd", "userdel", "usermod", "newuidmap", "newgidmap", "umoci")
-	name := fmt.Sprintf("strata-rl%d", os.Getpid()%100000)
+	rootlessUsers++
+	name := fmt.Sprintf("strata-rl%d-%d", os.Getpid()%100000, rootlessUsers)
 	home := filepath.Join("/home", name)
 	if out, err := exec.Command("useradd", "--create-home", "--home-dir", home, "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd: %v\n%s", err, out)
@@ -164,6 +169,15 @@ func TestRootlessBuild(t *testing.T) {
 	})
 	if !found {
 		t.Errorf("no snapshot holds out/n.txt")
+	}
+	// The one directory outside the home: the mountpoint of the namespace's private tmpfs (runc
+	// state, bundles), the user's and empty once the build is over.
+	runDir := filepath.Join(os.TempDir(), "strata-run-"+strconv.Itoa(u.uid))
+	t.Cleanup(func() { os.RemoveAll(runDir) })
+	if fi, err := os.Stat(runDir); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(u.uid) {
+		t.Errorf("run dir %s: %v (want a directory of the user's)", runDir, err)
+	} else if ents, _ := os.ReadDir(runDir); len(ents) != 0 {
+		t.Errorf("run dir %s holds %d entries after the build, want none", runDir, len(ents))
 	}
 	if after := rootOwnedOutside(t); after != outsideBefore {
 		t.Errorf("the build changed root's places outside the user's home:\nbefore %s\nafter  %s", outsideBefore, after)
@@ -423,4 +437,71 @@ func TestRootlessStoreOnNosuidMount(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "bin", "busybox")); err != nil {
 		t.Errorf("type=local export lacks bin/busybox: %v", err)
 	}
+}
+
+// SIGKILL of a rootless strata mid-RUN takes the whole namespace with it: no process of the user
+// or its subordinate ids survives, and the next build (same store) succeeds.
+func TestRootlessKillLeavesNothingBehind(t *testing.T) {
+	u := newRootlessUser(t)
+	ctx := filepath.Join(u.home, "proj")
+	u.writeProject(t, ctx, map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN echo started-rl-kill && sleep 300\n"})
+	cmd := exec.Command(u.bin, "build", "--progress=plain", ctx)
+	cmd.Env = []string{"HOME=" + u.home, "PATH=/usr/bin:/bin:/usr/sbin:/sbin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitFor(t, cmd, out, "the RUN step to start", func() bool {
+		return strings.Contains(out.String(), "started-rl-kill") && len(userProcesses(t, u)) >= 4
+	})
+	if len(userProcesses(t, u)) < 4 {
+		t.Fatalf("expected strata twice, runc and sleep among the user's processes, found %v", userProcesses(t, u))
+	}
+	cmd.Process.Kill()
+	// Wait returns once nothing holds the output pipe: the namespace's processes must be gone.
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("15s after the kill the build's output is still open; processes: %v", userProcesses(t, u))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(userProcesses(t, u)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left := userProcesses(t, u); len(left) > 0 {
+		t.Fatalf("processes survived the kill: %v", left)
+	}
+	ctx2 := filepath.Join(u.home, "proj2")
+	u.writeProject(t, ctx2, map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN echo again\n"})
+	if r := u.run(t, "build", "--progress=plain", ctx2); r.err != nil {
+		t.Fatalf("build after the kill: %v\n%s", r.err, r.out)
+	}
+}
+
+// userProcesses lists "pid comm" of the processes running as the user or one of its subordinate
+// uids.
+func userProcesses(t *testing.T, u *rootlessUser) []string {
+	t.Helper()
+	subStart, subCount := subIDs(t, "/etc/subuid", u.name)
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name(), &st) != nil {
+			continue
+		}
+		if uid := int(st.Uid); uid == u.uid || uid >= subStart && uid < subStart+subCount {
+			comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+			out = append(out, e.Name()+" "+strings.TrimSpace(string(comm)))
+		}
+	}
+	return out
 }
