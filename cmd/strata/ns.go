@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/userns"
 )
 
 // nsEnv marks the re-executed child that already runs in its own namespaces.
@@ -114,7 +115,11 @@ func runChild(cmd *exec.Cmd, started func(pid int) error) (int, error) {
 // runtime bundles (whose config.json holds the step's env, env secrets included) live beside that
 // state dir, and /dev/shm, where file secrets are written, becomes a tmpfs of our own: a SIGKILL
 // leaves none of them on the host, because the kernel drops the tmpfs with the namespace.
-func setupNamespace() error {
+//
+// With shareProc (--no-process-sandbox) /proc stays the one we were started with: a user namespace
+// may mount a new proc only where the kernel sees an unmasked one, which an unprivileged
+// container's /proc is not.
+func setupNamespace(shareProc bool) error {
 	if os.Getenv(nsEnv) == "" {
 		sweepCgroups()
 		return os.MkdirAll(runStateDir(), 0o700)
@@ -122,8 +127,13 @@ func setupNamespace() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc: %w", err)
+	if !shareProc {
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			if errors.Is(err, unix.EPERM) && userns.Running() {
+				return fmt.Errorf("mount /proc: %w: in a user namespace the kernel allows it only while no part of /proc is masked, as an unprivileged container's is: unmask it (docker run --security-opt systempaths=unconfined; Kubernetes securityContext.procMount: Unmasked) or build with --no-process-sandbox (see docs/CI.md)", err)
+			}
+			return fmt.Errorf("mount /proc: %w", err)
+		}
 	}
 	if err := os.MkdirAll(runStateDir(), 0o700); err != nil {
 		return err

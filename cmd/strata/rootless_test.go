@@ -505,3 +505,40 @@ func userProcesses(t *testing.T, u *rootlessUser) []string {
 	}
 	return out
 }
+
+// Inside an unprivileged container part of /proc is masked (a bind of /dev/null over
+// /proc/keys, a read-only /proc/sys), and a user namespace may then not mount a new proc. Here a
+// private mount namespace masks /proc the way Docker does: the build says what to change, and
+// with --no-process-sandbox it succeeds, its RUN step seeing the processes around it.
+func TestRootlessMaskedProc(t *testing.T) {
+	testenv.RequireTools(t, "unshare", "setpriv")
+	u := newRootlessUser(t)
+	ctx := filepath.Join(u.home, "proj")
+	u.writeProject(t, ctx, map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN ls /proc | grep -c '^[0-9]' > /nprocs\n"})
+	build := func(extra string) result {
+		cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+			"mount --bind /dev/null /proc/keys && mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && "+
+				"exec setpriv --reuid="+strconv.Itoa(u.uid)+" --regid="+strconv.Itoa(u.gid)+" --init-groups "+
+				"env -i HOME="+u.home+" PATH=/usr/bin:/bin:/usr/sbin:/sbin "+u.bin+" build --progress=plain "+extra+" -o type=local,dest="+u.home+"/out "+ctx)
+		out, err := cmd.CombinedOutput()
+		return result{out: string(out), err: err}
+	}
+	r := build("")
+	if r.err == nil {
+		t.Fatalf("build under a masked /proc succeeded without --no-process-sandbox (is /proc masked?):\n%s", r.out)
+	}
+	for _, want := range []string{"mount /proc: operation not permitted", "systempaths=unconfined", "--no-process-sandbox"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("error lacks %q:\n%s", want, r.out)
+		}
+	}
+	r = build("--no-process-sandbox")
+	if r.err != nil {
+		t.Fatalf("build with --no-process-sandbox: %v\n%s", r.err, r.out)
+	}
+	// A pid namespace of its own would show the step's shell, ls, grep: a handful at most.
+	n, _ := strconv.Atoi(strings.TrimSpace(readFile(t, filepath.Join(u.home, "out", "nprocs"))))
+	if n < 10 {
+		t.Errorf("RUN saw %d processes in /proc, want the shared pid namespace's (more than 10)", n)
+	}
+}

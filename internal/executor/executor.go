@@ -34,6 +34,9 @@ type Config struct {
 	// BundleDir holds the runtime bundles (config.json carries the step's env, secrets among
 	// them); default StateDir+".bundles", so a StateDir on a private tmpfs keeps them there too.
 	BundleDir string
+	// NoProcessSandbox runs containers in the caller's pid namespace with its /proc bound in,
+	// for hosts where a fresh proc cannot be mounted (BuildKit's --oci-worker-no-process-sandbox).
+	NoProcessSandbox bool
 }
 
 func (c Config) bundleDir() string {
@@ -253,6 +256,9 @@ func Run(ctx context.Context, cfg Config, spec Spec) (retErr error) {
 	s, err := buildSpec(bundle, spec, ident)
 	if err != nil {
 		return err
+	}
+	if cfg.NoProcessSandbox {
+		shareProcesses(s)
 	}
 	// The cgroup names its owner so a later build can tell a dead build's leftover from a live
 	// one's: runc removes it on delete, but nobody does when strata is killed.

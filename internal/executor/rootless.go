@@ -51,3 +51,23 @@ func (c Config) rootlessFlags() []string {
 	}
 	return []string{"--rootless=true"}
 }
+
+// shareProcesses drops the container's pid namespace and binds the caller's /proc instead of
+// mounting a new one, which a user namespace may not do where /proc is partly masked (an
+// unprivileged container). The step then sees, and may signal, every process of that pid
+// namespace, strata's included; the masked paths are still masked. Processes it leaves behind
+// die with strata's own pid namespace at the end of the build.
+func shareProcesses(s *specs.Spec) {
+	nss := s.Linux.Namespaces[:0]
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type != specs.PIDNamespace {
+			nss = append(nss, ns)
+		}
+	}
+	s.Linux.Namespaces = nss
+	for i, m := range s.Mounts {
+		if m.Destination == "/proc" {
+			s.Mounts[i] = specs.Mount{Destination: "/proc", Type: "bind", Source: "/proc", Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+		}
+	}
+}

@@ -37,3 +37,18 @@ func TestToRootless(t *testing.T) {
 		}
 	}
 }
+
+// Without a process sandbox the container keeps every namespace but the pid one and binds /proc.
+func TestShareProcesses(t *testing.T) {
+	s := &specs.Spec{
+		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}, {Destination: "/dev", Type: "tmpfs"}},
+		Linux:  &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}}},
+	}
+	shareProcesses(s)
+	if len(s.Linux.Namespaces) != 2 || s.Linux.Namespaces[0].Type != specs.MountNamespace || s.Linux.Namespaces[1].Type != specs.UTSNamespace {
+		t.Errorf("namespaces %+v, want mount and uts", s.Linux.Namespaces)
+	}
+	if m := s.Mounts[0]; m.Type != "bind" || m.Source != "/proc" {
+		t.Errorf("/proc mount %+v, want a bind of /proc", m)
+	}
+}
