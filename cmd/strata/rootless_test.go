@@ -83,13 +83,20 @@ func readFileOrEmpty(p string) string {
 	return string(b)
 }
 
+// command is strata run as the user (its uid, gid and group, nothing of root's) in its home, with
+// HOME and env as its environment.
+func (u *rootlessUser) command(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(u.bin, args...)
+	cmd.Dir = u.home
+	cmd.Env = append([]string{"HOME=" + u.home}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}}
+	return cmd
+}
+
 // run runs strata as the user, with the environment a login would give it.
 func (u *rootlessUser) run(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(u.bin, args...)
-	cmd.Dir = u.home
-	cmd.Env = []string{"HOME=" + u.home, "USER=" + u.name, "LOGNAME=" + u.name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}}
+	cmd := u.command([]string{"USER=" + u.name, "LOGNAME=" + u.name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}, args...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -270,6 +277,18 @@ func TestRootlessNoSubuid(t *testing.T) {
 	}
 }
 
+// Without newuidmap in PATH the build names the package that has it.
+func TestRootlessNoNewuidmap(t *testing.T) {
+	u := newRootlessUser(t)
+	ctx := filepath.Join(u.home, "proj")
+	u.writeProject(t, ctx, map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN true\n"})
+	cmd := u.command([]string{"PATH=" + filepath.Join(u.home, "no-such-dir")}, "build", "--progress=plain", ctx)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "newuidmap not found in PATH: install the uidmap package") {
+		t.Errorf("build without newuidmap: %v, want an error naming the uidmap package:\n%s", err, out)
+	}
+}
+
 // unpackImage unpacks the layout's image tagged "1" as root with umoci, which keeps the owners.
 func unpackImage(t *testing.T, layout string) string {
 	const tag = "1"
@@ -445,9 +464,7 @@ func TestRootlessKillLeavesNothingBehind(t *testing.T) {
 	u := newRootlessUser(t)
 	ctx := filepath.Join(u.home, "proj")
 	u.writeProject(t, ctx, map[string]string{"Dockerfile": "FROM {{BASE}}\nRUN echo started-rl-kill && sleep 300\n"})
-	cmd := exec.Command(u.bin, "build", "--progress=plain", ctx)
-	cmd.Env = []string{"HOME=" + u.home, "PATH=/usr/bin:/bin:/usr/sbin:/sbin"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}}
+	cmd := u.command([]string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin"}, "build", "--progress=plain", ctx)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
