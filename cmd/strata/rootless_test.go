@@ -559,3 +559,26 @@ func TestRootlessMaskedProc(t *testing.T) {
 		t.Errorf("RUN saw %d processes in /proc, want the shared pid namespace's (more than 10)", n)
 	}
 }
+
+// Layers pulled by a rootless build are unpacked in the namespace: their whiteouts and opaque
+// directories (user.overlay.opaque there) must hide what lower layers have, as under root.
+func TestRootlessUnpackWhiteouts(t *testing.T) {
+	u := newRootlessUser(t)
+	e := newEnv(t)
+	ref := testReg.Addr() + fmt.Sprintf("/rootless-whiteouts:%d", os.Getpid())
+	e.build("--push", "-t", ref, e.project("wh", map[string]string{"Dockerfile": `FROM {{BASE}}
+RUN mkdir -p /d /gone && touch /d/old /gone/x /file && chown 1234:5678 /d/old
+RUN rm -rf /d /gone /file && mkdir /d && touch /d/new
+`}))
+	ctx := filepath.Join(u.home, "proj")
+	u.writeProject(t, ctx, map[string]string{"Dockerfile": "FROM " + ref + `
+RUN test ! -e /d/old && test ! -e /gone && test ! -e /file && test -e /d/new && ls -A /d > /d-list
+`})
+	r := u.run(t, "build", "--progress=plain", "-o", "type=local,dest="+filepath.Join(u.home, "out"), ctx)
+	if r.err != nil {
+		t.Fatalf("rootless build on a base with whiteouts and an opaque dir: %v\n%s", r.err, r.out)
+	}
+	if got := readFile(t, filepath.Join(u.home, "out", "d-list")); got != "new\n" {
+		t.Errorf("/d holds %q, want only new", got)
+	}
+}
