@@ -179,7 +179,8 @@ func Running() bool {
 
 // ChownError explains a chown to uid:gid that failed with err because this process runs in a user
 // namespace whose ranges do not reach that id (the kernel says EINVAL), or returns err as it is.
-// Like podman and buildah, strata refuses such a file rather than give it another owner.
+// Like rootless BuildKit, Docker and podman, strata refuses such a file rather than give it
+// another owner.
 func ChownError(err error, uid, gid int) error {
 	if err == nil || !Running() || !errors.Is(err, unix.EINVAL) {
 		return err
