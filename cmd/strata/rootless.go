@@ -154,10 +154,11 @@ func rootlessRunDir() (string, error) {
 }
 
 // needsUserNS says which commands a non-root user runs inside the namespace: those that read or
-// change the store, whose files belong to subordinate ids.
+// change the store's content, whose files belong to subordinate ids. The history commands read
+// only records, which are the user's, and so work without a subordinate range.
 func needsUserNS(sub string) bool {
 	switch sub {
-	case "", "help", "version", "check", "completion", "__complete":
+	case "", "help", "version", "check", "completion", "__complete", "history", "explain", "stats":
 		return false
 	}
 	return true

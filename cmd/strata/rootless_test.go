@@ -205,6 +205,10 @@ func TestRootlessBuild(t *testing.T) {
 		}
 	}
 
+	// History reads only records, the user's own: it runs outside the namespace.
+	if r := u.run(t, "history"); r.err != nil || strings.Count(r.out, "\n") < 3 {
+		t.Errorf("strata history as the user: %v\n%s", r.err, r.out)
+	}
 	// The store commands run in the namespace too: they can remove what belongs to subordinate ids.
 	if r := u.run(t, "du"); r.err != nil {
 		t.Errorf("strata du as the user: %v\n%s", r.err, r.out)
@@ -580,5 +584,35 @@ RUN test ! -e /d/old && test ! -e /gone && test ! -e /file && test -e /d/new && 
 	}
 	if got := readFile(t, filepath.Join(u.home, "out", "d-list")); got != "new\n" {
 		t.Errorf("/d holds %q, want only new", got)
+	}
+}
+
+// RUN --mount works in the namespace: a file secret (on the namespace's private /dev/shm), a cache
+// mount kept in the user's store between builds, and a bind of the context.
+func TestRootlessRunMounts(t *testing.T) {
+	u := newRootlessUser(t)
+	ctx := filepath.Join(u.home, "proj")
+	secret := filepath.Join(u.home, "token")
+	u.writeProject(t, ctx, map[string]string{
+		"Dockerfile": `FROM {{BASE}}
+ARG N
+RUN --mount=type=secret,id=tok --mount=type=cache,target=/cache,uid=1234 --mount=type=bind,target=/ctx \
+    echo "$N" >> /cache/runs && cp /cache/runs /runs && wc -c < /run/secrets/tok > /secret-len \
+    && cat /ctx/data > /data && stat -c %u /cache > /cache-owner
+`,
+		"data": "from-context\n",
+	})
+	u.writeProject(t, filepath.Dir(secret), map[string]string{"token": "s3cr3t"})
+	for i, want := range []string{"1\n", "1\n2\n"} {
+		out := filepath.Join(u.home, fmt.Sprintf("out%d", i))
+		r := u.run(t, "build", "--progress=plain", "--secret", "id=tok,src="+secret, "--build-arg", fmt.Sprintf("N=%d", i+1), "-o", "type=local,dest="+out, ctx)
+		if r.err != nil {
+			t.Fatalf("build %d: %v\n%s", i+1, r.err, r.out)
+		}
+		for f, w := range map[string]string{"runs": want, "secret-len": "6\n", "data": "from-context\n", "cache-owner": "1234\n"} {
+			if got := readFile(t, filepath.Join(out, f)); got != w {
+				t.Errorf("build %d: /%s = %q, want %q", i+1, f, got, w)
+			}
+		}
 	}
 }
