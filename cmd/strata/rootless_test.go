@@ -603,16 +603,30 @@ RUN --mount=type=secret,id=tok --mount=type=cache,target=/cache,uid=1234 --mount
 		"data": "from-context\n",
 	})
 	u.writeProject(t, filepath.Dir(secret), map[string]string{"token": "s3cr3t"})
+	// XDG_DATA_HOME moves the store, as the XDG spec says.
+	xdg := filepath.Join(u.home, "xdg")
 	for i, want := range []string{"1\n", "1\n2\n"} {
 		out := filepath.Join(u.home, fmt.Sprintf("out%d", i))
-		r := u.run(t, "build", "--progress=plain", "--secret", "id=tok,src="+secret, "--build-arg", fmt.Sprintf("N=%d", i+1), "-o", "type=local,dest="+out, ctx)
-		if r.err != nil {
-			t.Fatalf("build %d: %v\n%s", i+1, r.err, r.out)
+		cmd := u.command([]string{"XDG_DATA_HOME=" + xdg, "PATH=/usr/bin:/bin:/usr/sbin:/sbin"},
+			"build", "--progress=plain", "--secret", "id=tok,src="+secret, "--build-arg", fmt.Sprintf("N=%d", i+1), "-o", "type=local,dest="+out, ctx)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %d: %v\n%s", i+1, err, b)
+		}
+		// type=local gives the files to the user running the build, here the user itself.
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(out, "runs"), &st); err != nil || int(st.Uid) != u.uid {
+			t.Errorf("build %d: exported /runs: %v, owner %d, want the user (%d)", i+1, err, st.Uid, u.uid)
 		}
 		for f, w := range map[string]string{"runs": want, "secret-len": "6\n", "data": "from-context\n", "cache-owner": "1234\n"} {
 			if got := readFile(t, filepath.Join(out, f)); got != w {
 				t.Errorf("build %d: /%s = %q, want %q", i+1, f, got, w)
 			}
 		}
+	}
+	if _, err := os.Stat(filepath.Join(xdg, "strata", "cachemounts")); err != nil {
+		t.Errorf("store not under $XDG_DATA_HOME/strata: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(u.home, ".local", "share", "strata")); err == nil {
+		t.Errorf("store created under ~/.local/share although XDG_DATA_HOME is set")
 	}
 }
