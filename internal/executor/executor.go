@@ -134,7 +134,7 @@ func Check(cfg Config) error {
 		return err
 	}
 	if os.Geteuid() != 0 {
-		return errors.New("running RUN steps needs root or a user namespace: run `strata build` itself, which enters one for a non-root user (see docs/CI.md, rootless builds)")
+		return errors.New("running RUN steps needs root, or root of a user namespace: a non-root `strata build` creates one itself (docs/CI.md, Rootless); this process is in neither")
 	}
 	for _, ns := range []string{"mnt", "pid", "ipc", "uts", "net"} {
 		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
