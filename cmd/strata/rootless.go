@@ -131,13 +131,15 @@ func watchParent() {
 
 // rootlessRunDir is an empty directory the user owns, on which the namespace mounts the tmpfs
 // that root builds mount on /run/strata (runc state, bundles): $XDG_RUNTIME_DIR/strata, else
-// $TMPDIR/strata-run-UID, as podman does. Nothing is written into it outside the namespace.
+// (XDG_RUNTIME_DIR unset or no directory) $TMPDIR/strata-run-UID, as podman does. Nothing is
+// written into it outside the namespace.
 func rootlessRunDir() (string, error) {
-	var dir string
+	dir := filepath.Join(os.TempDir(), "strata-run-"+strconv.Itoa(os.Getuid()))
+	// su and sudo may pass on an XDG_RUNTIME_DIR that no login session created.
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		dir = filepath.Join(x, "strata")
-	} else {
-		dir = filepath.Join(os.TempDir(), "strata-run-"+strconv.Itoa(os.Getuid()))
+		if fi, err := os.Stat(x); err == nil && fi.IsDir() {
+			dir = filepath.Join(x, "strata")
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("rootless build: create run dir: %w (set XDG_RUNTIME_DIR to a directory you own)", err)

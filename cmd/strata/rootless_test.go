@@ -63,6 +63,8 @@ func newRootlessUser(t *testing.T) *rootlessUser {
 		t.Fatal(err)
 	}
 	u.uid, u.gid = int(st.Uid), int(st.Gid)
+	// The one directory a rootless build makes outside the home (rootlessRunDir).
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(os.TempDir(), "strata-run-"+strconv.Itoa(u.uid))) })
 	// The test binary lives in a root-only temp dir: give the user a copy.
 	u.bin = filepath.Join(home, "strata")
 	data, err := os.ReadFile(strataBin)
@@ -180,7 +182,6 @@ func TestRootlessBuild(t *testing.T) {
 	// The one directory outside the home: the mountpoint of the namespace's private tmpfs (runc
 	// state, bundles), the user's and empty once the build is over.
 	runDir := filepath.Join(os.TempDir(), "strata-run-"+strconv.Itoa(u.uid))
-	t.Cleanup(func() { os.RemoveAll(runDir) })
 	if fi, err := os.Stat(runDir); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(u.uid) {
 		t.Errorf("run dir %s: %v (want a directory of the user's)", runDir, err)
 	} else if ents, _ := os.ReadDir(runDir); len(ents) != 0 {
@@ -607,7 +608,8 @@ RUN --mount=type=secret,id=tok --mount=type=cache,target=/cache,uid=1234 --mount
 	xdg := filepath.Join(u.home, "xdg")
 	for i, want := range []string{"1\n", "1\n2\n"} {
 		out := filepath.Join(u.home, fmt.Sprintf("out%d", i))
-		cmd := u.command([]string{"XDG_DATA_HOME=" + xdg, "PATH=/usr/bin:/bin:/usr/sbin:/sbin"},
+		// An XDG_RUNTIME_DIR no session created, as su passes on: the run dir falls back to /tmp.
+		cmd := u.command([]string{"XDG_DATA_HOME=" + xdg, "XDG_RUNTIME_DIR=/run/user/no-such-session", "PATH=/usr/bin:/bin:/usr/sbin:/sbin"},
 			"build", "--progress=plain", "--secret", "id=tok,src="+secret, "--build-arg", fmt.Sprintf("N=%d", i+1), "-o", "type=local,dest="+out, ctx)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("build %d: %v\n%s", i+1, err, b)
