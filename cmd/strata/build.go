@@ -50,6 +50,7 @@ type buildOpts struct {
 	allow         []string
 	network       string
 	runtime       string
+	noProcSandbox bool
 	compression   string
 	insecure      []string
 	mirrors       []string
@@ -99,6 +100,7 @@ func newBuildCmd(g *globalOpts) *cobra.Command {
 	f.StringArrayVar(&o.allow, "allow", nil, "extra privileges: security.insecure")
 	f.StringVar(&o.network, "network", "default", "network for RUN: default (host), host, none")
 	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for RUN (runc or crun)")
+	f.BoolVar(&o.noProcSandbox, "no-process-sandbox", false, "RUN steps share strata's process namespace and see its /proc: for unprivileged containers whose /proc is masked (a RUN step can then see and signal strata's processes)")
 	f.StringVar(&o.compression, "compression", "", "layer compression: gzip (default) or zstd")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "import cache: REF, type=registry,ref=REF or type=local,src=DIR; repeatable, searched in order")
 	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export cache: type=registry,ref=REF|type=local,dest=DIR|type=inline[,mode=min|max][,mounts=true][,ignore-error=true]")
@@ -275,7 +277,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 	if bo.HistoryKeep, err = historyKeep(cmd, o.historyKeep); err != nil {
 		return err
 	}
-	if err := setupNamespace(); err != nil {
+	if err := setupNamespace(o.noProcSandbox); err != nil {
 		return err
 	}
 	st, err := store.Open(rootDir, false)
@@ -289,7 +291,7 @@ func runBuild(cmd *cobra.Command, g *globalOpts, o *buildOpts, contextArg string
 		}
 	}()
 	bo.Store = st
-	bo.Runtime = executor.Config{Runtime: o.runtime, StateDir: runcStateDir()}
+	bo.Runtime = executor.Config{Runtime: o.runtime, StateDir: runcStateDir(), NoProcessSandbox: o.noProcSandbox}
 	bo.Registry = registry.Options{Insecure: o.insecure, Mirrors: append(o.mirrors, configMirrors()...)}
 
 	dfName := filepath.Base(dfPath)

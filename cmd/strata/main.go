@@ -19,7 +19,13 @@ type globalOpts struct {
 }
 
 func main() {
-	if subcommand(os.Args[1:]) == "build" {
+	if os.Getenv(usernsWaitEnv) != "" {
+		os.Exit(awaitMapping())
+	}
+	if os.Getenv(usernsMappedEnv) != "" {
+		watchParent()
+	}
+	if sub := subcommand(os.Args[1:]); sub == "build" || os.Geteuid() != 0 && needsUserNS(sub) {
 		if handled, code := reexecInNamespace(); handled {
 			os.Exit(code)
 		}

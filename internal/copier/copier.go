@@ -20,6 +20,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/contenthash"
+	"github.com/strata-build/strata/internal/userns"
 )
 
 // Owner is a numeric uid/gid pair, already resolved against the image's passwd/group files.
@@ -287,7 +288,7 @@ func (c *copier) put(f contenthash.File, target string) error {
 			return fmt.Errorf("create symlink %q: %w", full, err)
 		}
 		if err := c.root.Lchown(full, uid, gid); err != nil {
-			return fmt.Errorf("chown %q: %w", full, err)
+			return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
 		}
 		return c.lutimes(parent, path.Base(target), sfi.ModTime())
 	case t&fs.ModeSocket != 0:
@@ -337,7 +338,7 @@ func (c *copier) copyContent(src string, f contenthash.File, full string) error 
 // meta applies owner then mode: chown clears setuid/setgid, so the order matters.
 func (c *copier) meta(full string, mode fs.FileMode, uid, gid int) error {
 	if err := c.root.Lchown(full, uid, gid); err != nil {
-		return fmt.Errorf("chown %q: %w", full, err)
+		return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
 	}
 	if err := c.root.Chmod(full, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
 		return fmt.Errorf("chmod %q: %w", full, err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/strata-build/strata/internal/userns"
 )
 
 // decompress sniffs the compression by magic bytes, as Docker's archive.DecompressStream does;
@@ -198,7 +200,7 @@ func (c *copier) extract(base string, hdr *tar.Header, r io.Reader) error {
 	}
 	if hdr.Typeflag == tar.TypeSymlink {
 		if err := c.root.Lchown(full, uid, gid); err != nil {
-			return err
+			return userns.ChownError(err, uid, gid)
 		}
 		return c.lutimes(parent, path.Base(name), hdr.ModTime)
 	}

@@ -34,6 +34,9 @@ type Config struct {
 	// BundleDir holds the runtime bundles (config.json carries the step's env, secrets among
 	// them); default StateDir+".bundles", so a StateDir on a private tmpfs keeps them there too.
 	BundleDir string
+	// NoProcessSandbox runs containers in the caller's pid namespace with its /proc bound in,
+	// for hosts where a fresh proc cannot be mounted (BuildKit's --oci-worker-no-process-sandbox).
+	NoProcessSandbox bool
 }
 
 func (c Config) bundleDir() string {
@@ -125,7 +128,8 @@ func (c Config) runtimePath() (string, error) {
 }
 
 func (c Config) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, bin, append([]string{"--root", c.StateDir}, args...)...)
+	global := append([]string{"--root", c.StateDir}, c.rootlessFlags()...)
+	return exec.CommandContext(ctx, bin, append(global, args...)...)
 }
 
 // Check verifies that the runtime exists and runs, and that the kernel offers
@@ -144,7 +148,7 @@ func Check(cfg Config) error {
 		return err
 	}
 	if os.Geteuid() != 0 {
-		return errors.New("running RUN steps needs root: rootless builds are not supported")
+		return errors.New("running RUN steps needs root, or root of a user namespace: a non-root `strata build` creates one itself (docs/CI.md, Rootless); this process is in neither")
 	}
 	for _, ns := range []string{"mnt", "pid", "ipc", "uts", "net"} {
 		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
@@ -267,9 +271,12 @@ func Run(ctx context.Context, cfg Config, spec Spec) (retErr error) {
 	if err != nil {
 		return err
 	}
+	if cfg.NoProcessSandbox {
+		shareProcesses(s)
+	}
 	// The cgroup names its owner so a later build can tell a dead build's leftover from a live
 	// one's: runc removes it on delete, but nobody does when strata is killed.
-	if s.Linux != nil && s.Linux.CgroupsPath == "" {
+	if s.Linux != nil && s.Linux.CgroupsPath == "" && !rootless() {
 		s.Linux.CgroupsPath = cgroupsPath(spec.ID)
 	}
 	cfgJSON, err := json.MarshalIndent(s, "", "\t")

@@ -188,6 +188,9 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 			return nil, err
 		}
 	}
+	if rootless() {
+		toRootless(s)
+	}
 	return s, nil
 }
 

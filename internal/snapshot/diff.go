@@ -273,14 +273,15 @@ func keepXattr(name string) bool {
 		name == "system.posix_acl_default"
 }
 
-// readXattrs returns the xattrs to put into the tar and, separately, the trusted.overlay.* ones.
+// readXattrs returns the xattrs to put into the tar and, separately, the overlay ones (named
+// trusted.overlay.* whichever namespace the overlay used).
 func readXattrs(p string) (keep, overlay map[string]string, err error) {
 	names, err := listXattrs(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, name := range names {
-		isOverlay := strings.HasPrefix(name, overlayXattrNS)
+		key, isOverlay := overlayXattr(name)
 		if !isOverlay && !keepXattr(name) {
 			continue
 		}
@@ -295,7 +296,7 @@ func readXattrs(p string) (keep, overlay map[string]string, err error) {
 			if overlay == nil {
 				overlay = map[string]string{}
 			}
-			overlay[name] = string(val)
+			overlay[key] = string(val)
 			continue
 		}
 		if keep == nil {

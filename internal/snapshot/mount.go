@@ -11,11 +11,24 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/userns"
 )
 
 // overlayOptions keep every change a plain copy-up in upper, which is all Diff understands. They are
 // optional: a kernel built without a feature rejects the option, and then the feature is off anyway.
 var overlayOptions = [][2]string{{"index", "off"}, {"redirect_dir", "off"}, {"metacopy", "off"}}
+
+// userNSOverlayOptions are overlayOptions for a user namespace: with userxattr the kernel rejects
+// redirect_dir=off (which follows redirects) and takes nofollow, which also creates none.
+var userNSOverlayOptions = [][2]string{{"index", "off"}, {"redirect_dir", "nofollow"}, {"metacopy", "off"}}
+
+func overlayOpts() [][2]string {
+	if userns.Running() {
+		return userNSOverlayOptions
+	}
+	return overlayOptions
+}
 
 // errNoLowerdirPlus reports a kernel without the new mount API or without "lowerdir+" (before 6.8).
 var errNoLowerdirPlus = errors.New("new mount API with lowerdir+ not supported")
@@ -64,7 +77,18 @@ func bindMount(src, target string, readonly bool) error {
 	if !readonly {
 		return nil
 	}
-	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+	// A remount must repeat the flags the mount already has: in a user namespace they are locked,
+	// and dropping one (nosuid, nodev…) is refused with EPERM.
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	var sfs unix.Statfs_t
+	if unix.Statfs(target, &sfs) == nil {
+		for st, ms := range map[int64]uintptr{unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV, unix.ST_NOEXEC: unix.MS_NOEXEC, unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME} {
+			if sfs.Flags&st != 0 {
+				flags |= ms
+			}
+		}
+	}
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
 		_ = unix.Unmount(target, unix.MNT_DETACH)
 		return fmt.Errorf("make bind of %s read-only: %w", src, err)
 	}
@@ -89,12 +113,17 @@ func mountNewAPI(lowers []string, upper, work, target string) error {
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	for _, opt := range overlayOptions {
+	for _, opt := range overlayOpts() {
 		if err := unix.FsconfigSetString(fd, opt[0], opt[1]); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fail("set "+opt[0]+"="+opt[1], err)
 		}
 	}
 	fsLog(fd) // drop messages about options the kernel does not know
+	if userns.Running() {
+		if err := unix.FsconfigSetFlag(fd, "userxattr"); err != nil {
+			return errUserNSOverlay(fail("set userxattr", err))
+		}
+	}
 	for i, l := range lowers {
 		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
 			// Before 6.8 the parameter itself is unknown (EINVAL); a bad lower path would
@@ -114,6 +143,9 @@ func mountNewAPI(lowers []string, upper, work, target string) error {
 		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
+		if userns.Running() && errors.Is(err, unix.EPERM) {
+			return errUserNSOverlay(fail("create overlay", err))
+		}
 		return fail("create overlay", err)
 	}
 	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
@@ -194,8 +226,11 @@ func legacyOptions(lowerdir, upper, work string, withOpts bool) string {
 	if upper != "" {
 		b.WriteString(",upperdir=" + upper + ",workdir=" + work)
 	}
+	if userns.Running() {
+		b.WriteString(",userxattr")
+	}
 	if withOpts {
-		for _, opt := range overlayOptions {
+		for _, opt := range overlayOpts() {
 			b.WriteString("," + opt[0] + "=" + opt[1])
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/userns"
 )
 
 const (
@@ -34,7 +36,7 @@ const (
 
 // Unpack applies an uncompressed layer tar into dir, which must exist and be empty, in overlay
 // format: `.wh.NAME` becomes a 0/0 character device NAME and `.wh..wh..opq` sets
-// trusted.overlay.opaque=y on its directory.
+// trusted.overlay.opaque=y on its directory (user.overlay.opaque in a user namespace, see userns.go).
 //
 // Every entry stays inside dir: names are cleaned ("/abs" lands at dir/abs), names that climb out
 // with ".." are rejected, a symlink is never followed while resolving a later entry's parents (an entry
@@ -168,7 +170,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 				return err
 			}
 			defer unix.Close(fd)
-			if err := unix.Lsetxattr(procPath(fd, "."), xattrOpaque, []byte("y"), 0); err != nil {
+			if err := unix.Lsetxattr(procPath(fd, "."), opaqueXattr(), []byte("y"), 0); err != nil {
 				return fmt.Errorf("mark opaque: %w", err)
 			}
 			return nil
@@ -264,6 +266,11 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		case tar.TypeBlock:
 			mode = unix.S_IFBLK
 		}
+		if hdr.Typeflag != tar.TypeFifo && userns.Running() {
+			// A user namespace cannot create device nodes; containerd's unpacker skips them
+			// there too. The layer record keeps them, so an export still carries them.
+			return nil
+		}
 		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
 		if err := unix.Mknodat(fd, base, mode|0o600, dev); err != nil {
 			return fmt.Errorf("mknod: %w", err)
@@ -316,7 +323,7 @@ func (u *unpacker) applyDirMeta(rel string, hdr *tar.Header) error {
 // setMeta applies owner, mode, xattrs and times. Owner goes first because chown clears set-id bits.
 func setMeta(dirfd int, base string, hdr *tar.Header, symlink bool) error {
 	if err := unix.Fchownat(dirfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("chown: %w", err)
+		return chownError(err, hdr.Uid, hdr.Gid)
 	}
 	if !symlink {
 		if err := unix.Fchmodat(dirfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
