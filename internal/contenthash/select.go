@@ -162,13 +162,13 @@ func (s *Source) Select(srcs, excludes []string) (*Selection, error) {
 	return &Selection{Matches: matches, Files: files, Digest: computeDigest(matches, files, s.Owners)}, nil
 }
 
-// cleanSource turns a COPY source into a root-relative path. A leading "/" means the root (as in
-// BuildKit), but unlike BuildKit's silent clamping a path that climbs out with ".." is rejected:
-// it is almost certainly a mistake and would otherwise copy something else than intended.
+// cleanSource turns a COPY source into a root-relative path. A leading "/" means the root and
+// ".." stops at the root, as in BuildKit (its copy resolves sources with fs.RootPath), so
+// `COPY ../../f /x` copies the context's f (case copy-source-outside-context).
 func cleanSource(src string) (string, error) {
-	p := path.Clean(strings.TrimLeft(filepath.ToSlash(src), "/"))
-	if p == ".." || strings.HasPrefix(p, "../") {
-		return "", fmt.Errorf("%q: %w", src, ErrEscapesRoot)
+	p := strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(src)), "/")
+	if p == "" {
+		p = "."
 	}
 	return p, nil
 }
@@ -177,6 +177,10 @@ func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
 
 // containsWildcards is BuildKit's test for whether a source may match nothing: an escaped
 // character is not a wildcard, so `COPY foo\* /` still needs a file named "foo*".
+// HasWildcards reports whether a COPY source has an unescaped wildcard, i.e. may match several
+// entries or none.
+func HasWildcards(s string) bool { return containsWildcards(s) }
+
 func containsWildcards(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
@@ -233,9 +237,10 @@ func (s *selector) expand(src string) ([]Match, error) {
 			return nil, fmt.Errorf("%q: %w", src, err)
 		}
 	}
-	// Like fsutil, exclude patterns apply below a matched source relative to it; a match itself is
-	// tested by its base name, which is what makes the documented `COPY --exclude=*.txt hom* /d/`
-	// drop homework.txt.
+	// Like fsutil, exclude patterns apply below a matched source, relative to it; the match itself
+	// is never excluded (fsutil's copy starts each match with no path to test), so
+	// `COPY --exclude=b* *.txt /w/` still copies b.txt and `COPY --exclude=* d /d/` creates an
+	// empty /d (cases exclude-wildcard-source, exclude-everything).
 	var out []Match
 	for _, n := range named {
 		target, fi, err := s.resolve(n)
@@ -252,13 +257,6 @@ func (s *selector) expand(src string) ([]Match, error) {
 			return nil, err
 		} else if ig && !(fi.IsDir() && s.ignore.mayReinclude(target)) {
 			continue
-		}
-		if n != "." {
-			if ex, _, err := s.exclude.match(path.Base(n), patternmatcher.MatchInfo{}); err != nil {
-				return nil, fmt.Errorf("match %q against --exclude: %w", n, err)
-			} else if ex {
-				continue
-			}
 		}
 		out = append(out, Match{Pattern: src, Path: n, IsDir: fi.IsDir(), Target: target})
 	}

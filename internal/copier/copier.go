@@ -52,6 +52,11 @@ type copier struct {
 
 	dirs  map[string]string // (base, path) key → resolved dir, so each parent is resolved once
 	times map[string]time.Time
+	// mkdirMode is the mode of the directories the copy has to create (parents, and the
+	// destination of a directory source): 0755, or the permission bits of an octal --chmod, as
+	// BuildKit's fsutil MkdirAll gets it (case copy-chmod-dir). An archive ADD unpacks into
+	// 0755 directories whatever --chmod says (case add-tar-chmod).
+	mkdirMode fs.FileMode
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
@@ -64,9 +69,10 @@ func Copy(srcRoot string, sel *contenthash.Selection, destRoot, dest string, opt
 	c.srcRoot, c.sel = srcRoot, sel
 
 	destPath, destIsDir := normDest(dest, opts.Workdir)
-	// Several matches (several sources, or a wildcard that matched several entries) can only go
-	// into a directory; BuildKit would otherwise let the last file win.
-	if len(sel.Matches) > 1 || opts.Parents {
+	// Several matches to a destination not ending in "/" are copied one after the other to that
+	// same path, so the last file wins (or each lands inside it when it is a directory), as
+	// BuildKit v0.33.1 does (cases copy-multiple-to-file, copy-wildcard-multi-to-file).
+	if opts.Parents {
 		destIsDir = true
 	}
 	for _, m := range sel.Matches {
@@ -88,7 +94,7 @@ func newCopier(destRoot string, opts Options) (*copier, error) {
 	if opts.Timestamp != nil {
 		now = *opts.Timestamp
 	}
-	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}}, nil
+	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}, mkdirMode: defaultDirMode}, nil
 }
 
 // normDest makes dest relative to the destination root and reports whether it names a directory.
@@ -110,10 +116,15 @@ func (c *copier) copyMatch(m contenthash.Match, destPath string, destIsDir bool)
 		return fmt.Errorf("%q is not in the selection", m.Target)
 	}
 	if c.opts.Unpack && !m.IsDir {
+		c.mkdirMode = defaultDirMode
 		ok, err := c.unpack(m.Target, destPath)
 		if err != nil || ok {
 			return err
 		}
+	}
+	c.mkdirMode = defaultDirMode
+	if ch := c.opts.Chmod; ch != nil && ch.IsOctal() {
+		c.mkdirMode = ch.Apply(fs.ModeDir) & fs.ModePerm
 	}
 	if c.opts.Parents {
 		return c.copyParents(m, files, destPath)
@@ -393,11 +404,11 @@ func (c *copier) dir(base, p string) (string, error) {
 	fi, err := c.root.Lstat(full)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := c.root.Mkdir(full, defaultDirMode); err != nil {
+		if err := c.root.Mkdir(full, 0o700); err != nil {
 			return "", fmt.Errorf("create directory %q: %w", full, err)
 		}
 		uid, gid := c.defaultOwner()
-		if err := c.meta(full, fs.ModeDir|defaultDirMode, uid, gid); err != nil {
+		if err := c.meta(full, fs.ModeDir|c.mkdirMode, uid, gid); err != nil {
 			return "", err
 		}
 		c.times[full] = c.now

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -194,6 +195,9 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 			"files": c.Files, "keepGit": c.KeepGit, "checksum": c.Checksum,
 			"from": fromIdentity(c.From),
 		}
+		for k, v := range copySemantics(step) {
+			in.def[k] = v
+		}
 		if len(c.Srcs) > 0 {
 			src, err := s.selectFrom(ctx, st, step, c.From, c.Srcs, c.Excludes, in)
 			if err != nil {
@@ -308,6 +312,25 @@ func fromIdentity(src graph.Source) string {
 }
 
 // copyDest makes a COPY destination absolute against the step's WORKDIR, keeping a trailing slash.
+// copySemantics names the copier behaviour changes a COPY/ADD step is exposed to, so that a
+// layer stored before a change can never answer a step whose result it changed. Only the steps
+// a change can affect get a field, so every other step keeps its key.
+func copySemantics(step *graph.Step) map[string]any {
+	c := step.Copy
+	m := map[string]any{}
+	dest := copyDest(step)
+	if !strings.HasSuffix(dest, "/") && !c.Parents && slices.ContainsFunc(c.Srcs, contenthash.HasWildcards) {
+		// A wildcard matching several entries to a name without "/": once a directory of them,
+		// now each copied to that name in turn (BuildKit: the last file wins).
+		m["severalToName"] = "eachInTurn"
+	}
+	if replacesMode(c.Chmod) {
+		// Directories the copy creates take an octal --chmod's permission bits (was 0755).
+		m["createdDirs"] = "chmod"
+	}
+	return m
+}
+
 func copyDest(step *graph.Step) string {
 	d := step.Copy.Dest
 	if path.IsAbs(d) {
@@ -420,6 +443,11 @@ func memoKey(step *graph.Step, f fsState, srcs, excludes []string) string {
 		excludes = []string{} // no excludes, however the frontend spelled them
 	}
 	doc := map[string]any{"v": memoVersion, "key": keyVersion, "fs": f.chain, "srcs": srcs, "excludes": excludes, "chmod": chmod, "chown": chown}
+	if len(excludes) > 0 {
+		// Since the excludes stopped applying to a match itself (BuildKit never tests the match,
+		// only what is below it), memos made before could hold a different selection.
+		doc["excludeBelowMatch"] = true
+	}
 	if c := step.Copy; c != nil && c.Parents {
 		// "**" selects other files under --parents. Only set when true, so the memos of
 		// every other selection keep their names.
