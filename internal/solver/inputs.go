@@ -324,6 +324,10 @@ func copySemantics(step *graph.Step) map[string]any {
 		// now each copied to that name in turn (BuildKit: the last file wins).
 		m["severalToName"] = "eachInTurn"
 	}
+	if c.Link {
+		// --link copies into an empty filesystem (was: onto the parent's, like a plain COPY).
+		m["link"] = "scratch"
+	}
 	if replacesMode(c.Chmod) {
 		// Directories the copy creates take an octal --chmod's permission bits (was 0755).
 		m["createdDirs"] = "chmod"
@@ -341,7 +345,10 @@ func copyDest(step *graph.Step) string {
 		dir = "/"
 	}
 	j := path.Join(dir, d)
-	if strings.HasSuffix(d, "/") || d == "." || strings.HasSuffix(d, "/.") {
+	// An empty destination (COPY f $unset) is the working directory itself, as "." is; without
+	// the "/" a --link copy, which cannot see that the directory exists, would write a file
+	// named like it (case link-empty-dest).
+	if d == "" || strings.HasSuffix(d, "/") || d == "." || strings.HasSuffix(d, "/.") {
 		j += "/"
 	}
 	return j
