@@ -445,3 +445,32 @@ func BenchmarkSelectCold(b *testing.B) {
 		}
 	}
 }
+
+// Hard links among the selected files are part of the digest (the copy recreates them), and
+// only when present, so selections without any keep their digest.
+func TestHardLinkDigest(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	writeTree(t, a, map[string]string{"x": "same", "y": "same"})
+	writeTree(t, b, map[string]string{"x": "same"})
+	if err := os.Link(filepath.Join(b, "x"), filepath.Join(b, "y")); err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := sel(t, &Source{Root: a}, "."), sel(t, &Source{Root: b}, ".")
+	if sa.Digest == sb.Digest {
+		t.Error("a hard link does not change the digest")
+	}
+	var linked []string
+	for _, f := range sb.Files {
+		if f.HardLink != "" {
+			linked = append(linked, f.Path+"->"+f.HardLink)
+		}
+	}
+	if strings.Join(linked, ",") != "y->x" {
+		t.Errorf("hard links = %v", linked)
+	}
+	for _, f := range sa.Files {
+		if f.HardLink != "" {
+			t.Errorf("%s marked as a hard link", f.Path)
+		}
+	}
+}

@@ -627,6 +627,28 @@ func (w *walk) dir(rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) 
 
 // finish turns the collected entries into Files, hashing regular files in a bounded pool (or
 // taking their digest from the stat cache).
+// markHardLinks sets HardLink on every selected regular file whose inode an earlier selected
+// file has.
+func markHardLinks(files []File, entries map[string]fs.FileInfo) {
+	type inode struct{ dev, ino uint64 }
+	first := map[inode]string{}
+	for i := range files {
+		if files[i].Mode.Type() != 0 {
+			continue
+		}
+		st, ok := entries[files[i].Path].Sys().(*syscall.Stat_t)
+		if !ok || st.Nlink < 2 {
+			continue
+		}
+		k := inode{uint64(st.Dev), st.Ino}
+		if p, seen := first[k]; seen {
+			files[i].HardLink = p
+		} else {
+			first[k] = files[i].Path
+		}
+	}
+}
+
 func (s *selector) finish() ([]File, error) {
 	files := make([]File, 0, len(s.entries))
 	for rel, fi := range s.entries {
@@ -645,6 +667,7 @@ func (s *selector) finish() ([]File, error) {
 		files = append(files, f)
 	}
 	sort.Slice(files, func(i, j int) bool { return pathLess(files[i].Path, files[j].Path) })
+	markHardLinks(files, s.entries)
 
 	jobs := make(chan int)
 	errs := make(chan error, 1)

@@ -57,6 +57,10 @@ type copier struct {
 	// BuildKit's fsutil MkdirAll gets it (case copy-chmod-dir). An archive ADD unpacks into
 	// 0755 directories whatever --chmod says (case add-tar-chmod).
 	mkdirMode fs.FileMode
+	// copied maps a source path to where this match wrote it, so a file that HardLink names as
+	// its inode's first becomes a link to that copy. BuildKit links only within one source's
+	// copy, hence per match.
+	copied map[string]string
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
@@ -111,6 +115,7 @@ func normDest(dest, workdir string) (string, bool) {
 }
 
 func (c *copier) copyMatch(m contenthash.Match, destPath string, destIsDir bool) error {
+	c.copied = map[string]string{}
 	files := c.sel.Under(m.Target)
 	if len(files) == 0 && m.Target != "." {
 		return fmt.Errorf("%q is not in the selection", m.Target)
@@ -289,9 +294,21 @@ func (c *copier) put(f contenthash.File, target string) error {
 		}
 	}
 	switch t := f.Mode.Type(); {
+	case t == 0 && c.copied[f.HardLink] != "":
+		// Same inode as a file already copied: link to it; owner, mode and times are the
+		// inode's and were set with that copy.
+		if err := c.root.Link(c.copied[f.HardLink], full); err != nil {
+			return fmt.Errorf("hard link %q: %w", full, err)
+		}
+		return nil
 	case t == 0:
 		if err := c.copyContent(src, f, full); err != nil {
 			return err
+		}
+		c.copied[f.Path] = full
+		if f.HardLink != "" {
+			// The inode's first file is outside this match: this copy stands in for it.
+			c.copied[f.HardLink] = full
 		}
 	case t == fs.ModeSymlink:
 		if err := c.root.Symlink(f.Link, full); err != nil {

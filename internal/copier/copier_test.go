@@ -393,3 +393,30 @@ func TestMkdirOwner(t *testing.T) {
 		t.Error("Mkdir through a file succeeded")
 	}
 }
+
+// Files sharing an inode in the source share one in the copy, within one source's copy, as
+// BuildKit's copy does (conformance case copy-hardlinks).
+func TestHardLinks(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, map[string]string{"d/a": "same", "d/sub/x": "x"})
+	if err := os.Link(filepath.Join(src, "d/a"), filepath.Join(src, "d/b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "d/a"), filepath.Join(src, "d/sub/c")); err != nil {
+		t.Fatal(err)
+	}
+	mustCopy(t, src, []string{"d"}, dst, "/out/", Options{FromContext: true})
+	ino := func(p string) uint64 {
+		fi, err := os.Lstat(filepath.Join(dst, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if a := ino("out/a"); ino("out/b") != a || ino("out/sub/c") != a {
+		t.Error("hard links not kept")
+	}
+	if ino("out/sub/x") == ino("out/a") {
+		t.Error("unrelated file linked")
+	}
+}

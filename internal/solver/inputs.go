@@ -434,7 +434,9 @@ func (s *solver) selectInFS(step *graph.Step, f fsState, srcs, excludes []string
 }
 
 // memoVersion changes whenever what a selection memo holds, or how its key is made, changes.
-const memoVersion = 1
+// 2: selections record hard links, and --exclude no longer drops a match itself (a memo made
+// before could hold another selection).
+const memoVersion = 2
 
 // memoKey names a selection in a stage's or image's filesystem: the filesystem's content
 // identity (its chain of content IDs, no timestamps), the source patterns and excludes, the
@@ -450,11 +452,6 @@ func memoKey(step *graph.Step, f fsState, srcs, excludes []string) string {
 		excludes = []string{} // no excludes, however the frontend spelled them
 	}
 	doc := map[string]any{"v": memoVersion, "key": keyVersion, "fs": f.chain, "srcs": srcs, "excludes": excludes, "chmod": chmod, "chown": chown}
-	if len(excludes) > 0 {
-		// Since the excludes stopped applying to a match itself (BuildKit never tests the match,
-		// only what is below it), memos made before could hold a different selection.
-		doc["excludeBelowMatch"] = true
-	}
 	if c := step.Copy; c != nil && c.Parents {
 		// "**" selects other files under --parents. Only set when true, so the memos of
 		// every other selection keep their names.
@@ -716,6 +713,9 @@ func keyDigest(step *graph.Step, sel *contenthash.Selection) string {
 			uid, gid = 0, 0
 		}
 		fmt.Fprintf(h, "f %q %o %d %q %s %d %d\n", f.Path, uint32(mode), f.Size, f.Link, f.Digest, uid, gid)
+		if f.HardLink != "" {
+			fmt.Fprintf(h, "h %q\n", f.HardLink) // only when set: other selections keep their digest
+		}
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
