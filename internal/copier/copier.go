@@ -318,8 +318,19 @@ func (c *copier) put(f contenthash.File, target string) error {
 			return fmt.Errorf("chown %q: %w", full, err)
 		}
 		return c.lutimes(parent, path.Base(target), sfi.ModTime())
+	case t&fs.ModeSocket != 0 && c.opts.FromContext:
+		// BuildKit's context transfer turns a socket into an empty regular file with the
+		// socket's permissions (case copy-socket).
+		out, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("create %q: %w", full, err)
+		}
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("create %q: %w", full, err)
+		}
+		mode = mode &^ fs.ModeType
 	case t&fs.ModeSocket != 0:
-		return nil // a socket cannot be recreated meaningfully; Docker skips them too
+		return nil // a socket cannot be recreated meaningfully from a stage
 	default:
 		var dev uint64
 		if st, ok := sfi.Sys().(*syscall.Stat_t); ok {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path"
@@ -94,6 +95,13 @@ func (in *inputs) key(step *graph.Step, parent digest.Digest, compression string
 		sel = append(sel, s.keyDigest(step))
 	}
 	doc["srcs"] = sel
+	for _, s := range in.srcs {
+		if s.ctx && s.sel != nil && slices.ContainsFunc(s.sel.Files, func(f contenthash.File) bool { return f.Mode&fs.ModeSocket != 0 }) {
+			// A socket in a context is now copied as an empty file (it was skipped), so a
+			// layer stored before must not answer; other steps keep their keys.
+			doc["contextSockets"] = "emptyFiles"
+		}
+	}
 	m := map[string]string{}
 	for t, s := range in.mounts {
 		m[t] = string(s.digest())
