@@ -474,3 +474,22 @@ func TestHardLinkDigest(t *testing.T) {
 		}
 	}
 }
+
+// --parents does not go through symlinked directories (BuildKit's include-pattern walk does
+// not enter them): case parents-symlink.
+func TestParentsThroughSymlink(t *testing.T) {
+	d := t.TempDir()
+	writeTree(t, d, map[string]string{"a/real/f": "f"})
+	if err := os.Symlink("real", filepath.Join(d, "a/l")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Source{Root: d, Parents: true}).Select([]string{"a/l/f"}, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("--parents through a symlink: %v", err)
+	}
+	if _, err := (&Source{Root: d, Parents: true}).Select([]string{"a/real/f"}, nil); err != nil {
+		t.Errorf("--parents a/real/f: %v", err)
+	}
+	if _, err := (&Source{Root: d}).Select([]string{"a/l/f"}, nil); err != nil {
+		t.Errorf("plain COPY through a symlink: %v", err)
+	}
+}

@@ -243,6 +243,16 @@ func (s *selector) expand(src string) ([]Match, error) {
 	// empty /d (cases exclude-wildcard-source, exclude-everything).
 	var out []Match
 	for _, n := range named {
+		if s.src.Parents {
+			// BuildKit copies a --parents source as an include pattern over its pivot, and
+			// the walk does not enter symlinked directories: a path through one is not found
+			// (case parents-symlink).
+			if through, err := s.throughSymlink(src, n); err != nil {
+				return nil, err
+			} else if through {
+				continue
+			}
+		}
 		target, fi, err := s.resolve(n)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			continue
@@ -282,6 +292,35 @@ func (s *selector) expand(src string) ([]Match, error) {
 		}
 	}
 	return out, nil
+}
+
+// throughSymlink reports whether a directory between src's --parents pivot (the root without
+// one) and the matched path n is a symlink.
+func (s *selector) throughSymlink(src, n string) (bool, error) {
+	start := 0
+	if pivot, _, ok := strings.Cut(src, "/./"); ok {
+		p, err := cleanSource(pivot)
+		if err != nil {
+			return false, err
+		}
+		if p != "." {
+			start = strings.Count(p, "/") + 1
+		}
+	}
+	parts := strings.Split(n, "/")
+	for i := start + 1; i < len(parts); i++ {
+		fi, err := s.lstat(strings.Join(parts[:i], "/"))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // wildcardBase is the directory BuildKit's copy starts from for a source that has wildcards: the

@@ -603,6 +603,10 @@ func WriteFile(destRoot, dest string, data []byte, opts Options) error {
 	if isDir || target == "." {
 		return fmt.Errorf("write heredoc: destination %q is a directory, a file name is needed", dest)
 	}
+	if ch := opts.Chmod; ch != nil && ch.IsOctal() {
+		// As for Copy: the parents created take an octal --chmod's bits (case heredoc-chmod-parents).
+		c.mkdirMode = ch.Apply(fs.ModeDir) & fs.ModePerm
+	}
 	parent, err := c.dir(".", path.Dir(target))
 	if err != nil {
 		return fmt.Errorf("write heredoc %q: %w", dest, err)
