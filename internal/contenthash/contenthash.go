@@ -23,6 +23,10 @@ type File struct {
 	Digest digest.Digest // content sha256 for regular files
 	UID    int           // only when Source.Owners; 0 otherwise
 	GID    int
+	// HardLink is, for a regular file that shares its inode with another selected file, the
+	// path of the first of them (in Files order); "" otherwise. The copier recreates the link,
+	// as BuildKit does (case copy-hardlinks).
+	HardLink string
 }
 
 // Match records what one COPY source pattern resolved to.
@@ -110,6 +114,13 @@ func computeDigest(matches []Match, files []File, owners bool) digest.Digest {
 		field(string(f.Digest))
 		if owners {
 			field(strconv.Itoa(f.UID) + ":" + strconv.Itoa(f.GID))
+		}
+		if f.HardLink != "" {
+			// An optional record after the file's fixed fields: its tag is neither "F" nor
+			// "M", so the encoding stays unambiguous, and selections without hard links keep
+			// the digest they always had.
+			field("H")
+			field(f.HardLink)
 		}
 	}
 	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))

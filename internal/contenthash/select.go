@@ -162,13 +162,13 @@ func (s *Source) Select(srcs, excludes []string) (*Selection, error) {
 	return &Selection{Matches: matches, Files: files, Digest: computeDigest(matches, files, s.Owners)}, nil
 }
 
-// cleanSource turns a COPY source into a root-relative path. A leading "/" means the root (as in
-// BuildKit), but unlike BuildKit's silent clamping a path that climbs out with ".." is rejected:
-// it is almost certainly a mistake and would otherwise copy something else than intended.
+// cleanSource turns a COPY source into a root-relative path. A leading "/" means the root and
+// ".." stops at the root, as in BuildKit (its copy resolves sources with fs.RootPath), so
+// `COPY ../../f /x` copies the context's f (case copy-source-outside-context).
 func cleanSource(src string) (string, error) {
-	p := path.Clean(strings.TrimLeft(filepath.ToSlash(src), "/"))
-	if p == ".." || strings.HasPrefix(p, "../") {
-		return "", fmt.Errorf("%q: %w", src, ErrEscapesRoot)
+	p := strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(src)), "/")
+	if p == "" {
+		p = "."
 	}
 	return p, nil
 }
@@ -177,6 +177,10 @@ func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
 
 // containsWildcards is BuildKit's test for whether a source may match nothing: an escaped
 // character is not a wildcard, so `COPY foo\* /` still needs a file named "foo*".
+// HasWildcards reports whether a COPY source has an unescaped wildcard, i.e. may match several
+// entries or none.
+func HasWildcards(s string) bool { return containsWildcards(s) }
+
 func containsWildcards(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
@@ -233,11 +237,22 @@ func (s *selector) expand(src string) ([]Match, error) {
 			return nil, fmt.Errorf("%q: %w", src, err)
 		}
 	}
-	// Like fsutil, exclude patterns apply below a matched source relative to it; a match itself is
-	// tested by its base name, which is what makes the documented `COPY --exclude=*.txt hom* /d/`
-	// drop homework.txt.
+	// Like fsutil, exclude patterns apply below a matched source, relative to it; the match itself
+	// is never excluded (fsutil's copy starts each match with no path to test), so
+	// `COPY --exclude=b* *.txt /w/` still copies b.txt and `COPY --exclude=* d /d/` creates an
+	// empty /d (cases exclude-wildcard-source, exclude-everything).
 	var out []Match
 	for _, n := range named {
+		if s.src.Parents {
+			// BuildKit copies a --parents source as an include pattern over its pivot, and
+			// the walk does not enter symlinked directories: a path through one is not found
+			// (case parents-symlink).
+			if through, err := s.throughSymlink(src, n); err != nil {
+				return nil, err
+			} else if through {
+				continue
+			}
+		}
 		target, fi, err := s.resolve(n)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			continue
@@ -252,13 +267,6 @@ func (s *selector) expand(src string) ([]Match, error) {
 			return nil, err
 		} else if ig && !(fi.IsDir() && s.ignore.mayReinclude(target)) {
 			continue
-		}
-		if n != "." {
-			if ex, _, err := s.exclude.match(path.Base(n), patternmatcher.MatchInfo{}); err != nil {
-				return nil, fmt.Errorf("match %q against --exclude: %w", n, err)
-			} else if ex {
-				continue
-			}
 		}
 		out = append(out, Match{Pattern: src, Path: n, IsDir: fi.IsDir(), Target: target})
 	}
@@ -284,6 +292,35 @@ func (s *selector) expand(src string) ([]Match, error) {
 		}
 	}
 	return out, nil
+}
+
+// throughSymlink reports whether a directory between src's --parents pivot (the root without
+// one) and the matched path n is a symlink.
+func (s *selector) throughSymlink(src, n string) (bool, error) {
+	start := 0
+	if pivot, _, ok := strings.Cut(src, "/./"); ok {
+		p, err := cleanSource(pivot)
+		if err != nil {
+			return false, err
+		}
+		if p != "." {
+			start = strings.Count(p, "/") + 1
+		}
+	}
+	parts := strings.Split(n, "/")
+	for i := start + 1; i < len(parts); i++ {
+		fi, err := s.lstat(strings.Join(parts[:i], "/"))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // wildcardBase is the directory BuildKit's copy starts from for a source that has wildcards: the
@@ -629,6 +666,28 @@ func (w *walk) dir(rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) 
 
 // finish turns the collected entries into Files, hashing regular files in a bounded pool (or
 // taking their digest from the stat cache).
+// markHardLinks sets HardLink on every selected regular file whose inode an earlier selected
+// file has.
+func markHardLinks(files []File, entries map[string]fs.FileInfo) {
+	type inode struct{ dev, ino uint64 }
+	first := map[inode]string{}
+	for i := range files {
+		if files[i].Mode.Type() != 0 {
+			continue
+		}
+		st, ok := entries[files[i].Path].Sys().(*syscall.Stat_t)
+		if !ok || st.Nlink < 2 {
+			continue
+		}
+		k := inode{uint64(st.Dev), st.Ino}
+		if p, seen := first[k]; seen {
+			files[i].HardLink = p
+		} else {
+			first[k] = files[i].Path
+		}
+	}
+}
+
 func (s *selector) finish() ([]File, error) {
 	files := make([]File, 0, len(s.entries))
 	for rel, fi := range s.entries {
@@ -647,6 +706,7 @@ func (s *selector) finish() ([]File, error) {
 		files = append(files, f)
 	}
 	sort.Slice(files, func(i, j int) bool { return pathLess(files[i].Path, files[j].Path) })
+	markHardLinks(files, s.entries)
 
 	jobs := make(chan int)
 	errs := make(chan error, 1)

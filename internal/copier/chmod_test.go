@@ -149,3 +149,30 @@ func TestChmodMatchesChmodCommand(t *testing.T) {
 		}
 	}
 }
+
+// An octal --chmod also gives its permission bits to the directories the copy creates (the
+// parents and a directory source's destination), as BuildKit's fsutil MkdirAll does; a symbolic
+// one leaves them 0755 (conformance cases copy-chmod-dir, copy-chmod-chown).
+func TestChmodCreatedDirs(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, ctx)
+	octal, err := ParseChmod("2750")
+	if err != nil {
+		t.Fatal(err)
+	}
+	symbolic, err := ParseChmod("u+x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCopy(t, src, []string{"app"}, dst, "/o/sub/", Options{FromContext: true, Chmod: octal})
+	mustCopy(t, src, []string{"a.txt"}, dst, "/s/t/", Options{FromContext: true, Chmod: symbolic})
+	for p, want := range map[string]fs.FileMode{"o": 0o750, "o/sub": 0o750, "s": 0o755, "s/t": 0o755} {
+		fi, err := os.Lstat(filepath.Join(dst, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode() & (fs.ModePerm | fs.ModeSetgid); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
+		}
+	}
+}

@@ -53,6 +53,15 @@ type copier struct {
 
 	dirs  map[string]string // (base, path) key → resolved dir, so each parent is resolved once
 	times map[string]time.Time
+	// mkdirMode is the mode of the directories the copy has to create (parents, and the
+	// destination of a directory source): 0755, or the permission bits of an octal --chmod, as
+	// BuildKit's fsutil MkdirAll gets it (case copy-chmod-dir). An archive ADD unpacks into
+	// 0755 directories whatever --chmod says (case add-tar-chmod).
+	mkdirMode fs.FileMode
+	// copied maps a source path to where this match wrote it, so a file that HardLink names as
+	// its inode's first becomes a link to that copy. BuildKit links only within one source's
+	// copy, hence per match.
+	copied map[string]string
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
@@ -65,9 +74,10 @@ func Copy(srcRoot string, sel *contenthash.Selection, destRoot, dest string, opt
 	c.srcRoot, c.sel = srcRoot, sel
 
 	destPath, destIsDir := normDest(dest, opts.Workdir)
-	// Several matches (several sources, or a wildcard that matched several entries) can only go
-	// into a directory; BuildKit would otherwise let the last file win.
-	if len(sel.Matches) > 1 || opts.Parents {
+	// Several matches to a destination not ending in "/" are copied one after the other to that
+	// same path, so the last file wins (or each lands inside it when it is a directory), as
+	// BuildKit v0.33.1 does (cases copy-multiple-to-file, copy-wildcard-multi-to-file).
+	if opts.Parents {
 		destIsDir = true
 	}
 	for _, m := range sel.Matches {
@@ -89,7 +99,7 @@ func newCopier(destRoot string, opts Options) (*copier, error) {
 	if opts.Timestamp != nil {
 		now = *opts.Timestamp
 	}
-	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}}, nil
+	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}, mkdirMode: defaultDirMode}, nil
 }
 
 // normDest makes dest relative to the destination root and reports whether it names a directory.
@@ -106,15 +116,21 @@ func normDest(dest, workdir string) (string, bool) {
 }
 
 func (c *copier) copyMatch(m contenthash.Match, destPath string, destIsDir bool) error {
+	c.copied = map[string]string{}
 	files := c.sel.Under(m.Target)
 	if len(files) == 0 && m.Target != "." {
 		return fmt.Errorf("%q is not in the selection", m.Target)
 	}
 	if c.opts.Unpack && !m.IsDir {
+		c.mkdirMode = defaultDirMode
 		ok, err := c.unpack(m.Target, destPath)
 		if err != nil || ok {
 			return err
 		}
+	}
+	c.mkdirMode = defaultDirMode
+	if ch := c.opts.Chmod; ch != nil && ch.IsOctal() {
+		c.mkdirMode = ch.Apply(fs.ModeDir) & fs.ModePerm
 	}
 	if c.opts.Parents {
 		return c.copyParents(m, files, destPath)
@@ -279,9 +295,21 @@ func (c *copier) put(f contenthash.File, target string) error {
 		}
 	}
 	switch t := f.Mode.Type(); {
+	case t == 0 && c.copied[f.HardLink] != "":
+		// Same inode as a file already copied: link to it; owner, mode and times are the
+		// inode's and were set with that copy.
+		if err := c.root.Link(c.copied[f.HardLink], full); err != nil {
+			return fmt.Errorf("hard link %q: %w", full, err)
+		}
+		return nil
 	case t == 0:
 		if err := c.copyContent(src, f, full); err != nil {
 			return err
+		}
+		c.copied[f.Path] = full
+		if f.HardLink != "" {
+			// The inode's first file is outside this match: this copy stands in for it.
+			c.copied[f.HardLink] = full
 		}
 	case t == fs.ModeSymlink:
 		if err := c.root.Symlink(f.Link, full); err != nil {
@@ -291,8 +319,19 @@ func (c *copier) put(f contenthash.File, target string) error {
 			return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
 		}
 		return c.lutimes(parent, path.Base(target), sfi.ModTime())
+	case t&fs.ModeSocket != 0 && c.opts.FromContext:
+		// BuildKit's context transfer turns a socket into an empty regular file with the
+		// socket's permissions (case copy-socket).
+		out, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("create %q: %w", full, err)
+		}
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("create %q: %w", full, err)
+		}
+		mode = mode &^ fs.ModeType
 	case t&fs.ModeSocket != 0:
-		return nil // a socket cannot be recreated meaningfully; Docker skips them too
+		return nil // a socket cannot be recreated meaningfully from a stage
 	default:
 		var dev uint64
 		if st, ok := sfi.Sys().(*syscall.Stat_t); ok {
@@ -394,11 +433,11 @@ func (c *copier) dir(base, p string) (string, error) {
 	fi, err := c.root.Lstat(full)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := c.root.Mkdir(full, defaultDirMode); err != nil {
+		if err := c.root.Mkdir(full, 0o700); err != nil {
 			return "", fmt.Errorf("create directory %q: %w", full, err)
 		}
 		uid, gid := c.defaultOwner()
-		if err := c.meta(full, fs.ModeDir|defaultDirMode, uid, gid); err != nil {
+		if err := c.meta(full, fs.ModeDir|c.mkdirMode, uid, gid); err != nil {
 			return "", err
 		}
 		c.times[full] = c.now
@@ -564,6 +603,10 @@ func WriteFile(destRoot, dest string, data []byte, opts Options) error {
 	target, isDir := normDest(dest, opts.Workdir)
 	if isDir || target == "." {
 		return fmt.Errorf("write heredoc: destination %q is a directory, a file name is needed", dest)
+	}
+	if ch := opts.Chmod; ch != nil && ch.IsOctal() {
+		// As for Copy: the parents created take an octal --chmod's bits (case heredoc-chmod-parents).
+		c.mkdirMode = ch.Apply(fs.ModeDir) & fs.ModePerm
 	}
 	parent, err := c.dir(".", path.Dir(target))
 	if err != nil {

@@ -113,10 +113,15 @@ func TestFileDestinations(t *testing.T) {
 	mustCopy(t, src, []string{"a.txt"}, dst, "/new/name.txt", Options{FromContext: true})
 	mustCopy(t, src, []string{"a.txt"}, dst, "sub/", Options{FromContext: true, Workdir: "/w"})
 	mustCopy(t, src, []string{"a.txt", "c.json"}, dst, "/multi/", Options{FromContext: true})
-	mustCopy(t, src, []string{"*.txt"}, dst, "/wild", Options{FromContext: true})
+	mustCopy(t, src, []string{"*.txt"}, dst, "/wild/", Options{FromContext: true})
+	// Several matches to a name without "/": each is copied there in turn, the last file wins
+	// (BuildKit v0.33.1, case copy-wildcard-multi-to-file); into an existing dir they land inside.
+	mustCopy(t, src, []string{"*.txt"}, dst, "/last", Options{FromContext: true})
+	mustCopy(t, src, []string{"a.txt", "b.txt"}, dst, "/existing", Options{FromContext: true})
 	for p, want := range map[string]string{
 		"existing/a.txt": "a", "new/name.txt": "a", "w/sub/a.txt": "a",
 		"multi/a.txt": "a", "multi/c.json": "c", "wild/a.txt": "a", "wild/b.txt": "b",
+		"last": "b", "existing/b.txt": "b",
 	} {
 		if got := read(t, filepath.Join(dst, p)); got != want {
 			t.Errorf("%s = %q", p, got)
@@ -278,8 +283,13 @@ func TestAddUnpack(t *testing.T) {
 
 	evil := tarGz(t, []tar.Header{{Name: "../../escape", Typeflag: tar.TypeReg}}, nil)
 	os.WriteFile(filepath.Join(src, "evil.tgz"), evil, 0o644)
-	if err := copyT(t, src, []string{"evil.tgz"}, dst, "/e/", Options{FromContext: true, Unpack: true}); err == nil {
-		t.Error("archive breakout accepted")
+	// ".." stops at the extraction directory, as in BuildKit.
+	mustCopy(t, src, []string{"evil.tgz"}, dst, "/e/", Options{FromContext: true, Unpack: true})
+	if _, err := os.Stat(filepath.Join(dst, "e/escape")); err != nil {
+		t.Errorf("../../escape not clamped into the extraction dir: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(dst), "escape")); err == nil {
+		t.Error("archive member written outside the destination root")
 	}
 	evil = tarGz(t, []tar.Header{
 		{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/"},
@@ -381,5 +391,32 @@ func TestMkdirOwner(t *testing.T) {
 	os.WriteFile(filepath.Join(dst, "file"), nil, 0o644)
 	if err := Mkdir(dst, "/file/x", Options{}); err == nil {
 		t.Error("Mkdir through a file succeeded")
+	}
+}
+
+// Files sharing an inode in the source share one in the copy, within one source's copy, as
+// BuildKit's copy does (conformance case copy-hardlinks).
+func TestHardLinks(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, map[string]string{"d/a": "same", "d/sub/x": "x"})
+	if err := os.Link(filepath.Join(src, "d/a"), filepath.Join(src, "d/b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "d/a"), filepath.Join(src, "d/sub/c")); err != nil {
+		t.Fatal(err)
+	}
+	mustCopy(t, src, []string{"d"}, dst, "/out/", Options{FromContext: true})
+	ino := func(p string) uint64 {
+		fi, err := os.Lstat(filepath.Join(dst, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if a := ino("out/a"); ino("out/b") != a || ino("out/sub/c") != a {
+		t.Error("hard links not kept")
+	}
+	if ino("out/sub/x") == ino("out/a") {
+		t.Error("unrelated file linked")
 	}
 }

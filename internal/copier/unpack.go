@@ -108,12 +108,13 @@ func (c *copier) unpack(srcRel, destPath string) (bool, error) {
 	return true, nil
 }
 
-// archivePath cleans a member name; like Docker, a member that climbs out of the extraction
-// directory is an error rather than silently clamped.
+// archivePath cleans a member name. A member that climbs out with ".." stops at the extraction
+// directory, as in BuildKit (case add-tar-dotdot-entries: "../../escaped" lands in dest/escaped),
+// so nothing is written outside it and the archive still extracts.
 func archivePath(name string) (string, error) {
-	p := path.Clean(strings.TrimLeft(name, "/"))
-	if p == ".." || strings.HasPrefix(p, "../") {
-		return "", fmt.Errorf("%q: path escapes the extraction directory", name)
+	p := strings.TrimPrefix(path.Clean("/"+name), "/")
+	if p == "" {
+		p = "."
 	}
 	return p, nil
 }
@@ -165,11 +166,8 @@ func (c *copier) extract(base string, hdr *tar.Header, r io.Reader) error {
 			return err
 		}
 	case tar.TypeSymlink:
-		if !path.IsAbs(hdr.Linkname) {
-			if _, err := archivePath(path.Join(path.Dir(name), hdr.Linkname)); err != nil {
-				return fmt.Errorf("symlink %q -> %q points outside the extraction directory", hdr.Name, hdr.Linkname)
-			}
-		}
+		// The target is kept as written, pointing outside or not: later writes through it are
+		// resolved with base as the root (dir), so it cannot lead anything out.
 		if err := c.root.Symlink(hdr.Linkname, full); err != nil {
 			return err
 		}

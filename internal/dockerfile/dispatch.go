@@ -587,9 +587,8 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 			return err
 		}
 	}
-	if n := len(a.sd.SourcePaths) + len(a.sd.SourceContents); n > 1 && !isDirDest(a.sd.DestPath) {
-		return b.errorf(step.Line, "When using %s with more than one source file, the destination must be a directory and end with a /", name)
-	}
+	// No check that several sources go to a directory: BuildKit v0.33.1 copies each to the
+	// destination in turn (the last file wins), and so does the copier.
 	if a.checksum != "" {
 		if !a.add {
 			return fmt.Errorf("checksum can't be specified for COPY")
@@ -657,17 +656,24 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 	return nil
 }
 
-// isDirDest is Docker's test for a destination that can take several sources.
-func isDirDest(dest string) bool {
-	return strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
-}
-
 // canonicalChown spells a lone numeric --chown user as "uid:uid", which is what BuildKit makes of
-// it (the group defaults to the same number, see users.Owner). The spelling is part of the step's
-// cache key, so layers stored when strata gave such a COPY group 0 are never reused for it.
+// it (the group defaults to the same number, see users.Owner), and an empty user or group part
+// as 0, which is what BuildKit's llb makes of an empty name (UserOpt.marshal sends ID 0):
+// `--chown=${owner}:${group}` with group unset is owner:0 (case copy-chown-expand). The spelling
+// is part of the step's cache key, so layers stored when strata read "app:" as app's own group
+// are never reused for it.
 func canonicalChown(chown string) string {
 	if n, err := strconv.ParseInt(chown, 10, 32); err == nil && n >= 0 {
 		return chown + ":" + chown
+	}
+	if u, g, ok := strings.Cut(chown, ":"); ok && (u == "" || g == "") {
+		if u == "" {
+			u = "0"
+		}
+		if g == "" {
+			g = "0"
+		}
+		return u + ":" + g
 	}
 	return chown
 }

@@ -347,3 +347,14 @@ ENTRYPOINT ["/entry"]
 		t.Fatalf("inherited CMD not reset by ENTRYPOINT: %q", b.Target.Config.Cmd)
 	}
 }
+
+func TestCanonicalChown(t *testing.T) {
+	for in, want := range map[string]string{
+		"123": "123:123", "app": "app", "app:": "app:0", ":app": "0:app", ":": "0:0",
+		"app:grp": "app:grp", "1:2": "1:2", "": "",
+	} {
+		if got := canonicalChown(in); got != want {
+			t.Errorf("canonicalChown(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -193,7 +193,6 @@ func TestErrors(t *testing.T) {
 		{"cycle", "FROM alpine AS a\nCOPY --from=b /x /x\nFROM a AS b\n", 2, "circular dependency detected on stage: a"},
 		{"self", "FROM alpine AS a\nCOPY --from=a /x /x\n", 2, "circular dependency"},
 		{"bad platform", "FROM --platform=windows/amd64 alpine\n", 1, "only linux platforms can be built"},
-		{"multi src", "FROM alpine\n\nCOPY a b dest\n", 3, "When using COPY with more than one source file, the destination must be a directory and end with a /"},
 		{"bad image", "FROM nosuch\n", 1, "nosuch: pull access denied"},
 		{"from var", "FROM alpine\nARG S=x\nCOPY --from=$S /a /b\n", 3, "variable expansion is not supported for --from"},
 		{"bad mount", "FROM alpine\nRUN --mount=type=nope true\n", 2, "unsupported mount type"},
@@ -204,8 +203,8 @@ func TestErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { wantErr(t, c.df, c.line, c.msg) })
 	}
-	_, err := parseErr("FROM alpine\nCOPY a b dest\n")
-	if got := err.Error(); got != "Dockerfile:2: When using COPY with more than one source file, the destination must be a directory and end with a /" {
+	_, err := parseErr("FROM alpine\n\nCOPY https://x/y /y\n")
+	if got := err.Error(); got != "Dockerfile:3: COPY: source can't be a URL for COPY" {
 		t.Fatalf("Error() = %q", got)
 	}
 }

@@ -427,10 +427,24 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		opts.Chmod = m
 	}
 	dest := copyDest(step)
+	root := ws.merged
+	if c.Link {
+		// COPY --link writes its files into an empty filesystem, BuildKit's scratch, and the
+		// layer is exactly that: the parents it creates are 0755 root (or --chown) directories
+		// that replace the image's metadata for those paths, and a symlink in the image on the
+		// destination path is replaced by a directory rather than followed (cases
+		// link-existing-dir, link-symlink-dest). The overlay's upper directory starts empty and
+		// is the layer, so the copy goes there once the overlay (only needed to resolve --chown
+		// names above) is unmounted.
+		if err := ws.unmount(); err != nil {
+			return err
+		}
+		root = ws.upper
+	}
 	for _, src := range in.srcs {
 		o := opts
 		o.FromContext = src.ctx
-		if err := copier.Copy(src.root, src.sel, ws.merged, dest, o); err != nil {
+		if err := copier.Copy(src.root, src.sel, root, dest, o); err != nil {
 			return err
 		}
 	}
@@ -438,7 +452,7 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		// BuildKit copies a --parents source as its pivot directory filtered by the pattern,
 		// so the destination exists even when the pattern matched nothing
 		// (testCopyParentsMissingDirectory, wildcard-nonexistent).
-		if err := copier.Mkdir(ws.merged, dest, opts); err != nil {
+		if err := copier.Mkdir(root, dest, opts); err != nil {
 			return err
 		}
 	}
@@ -453,7 +467,7 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		if f.Chomp {
 			data = strings.TrimSuffix(data, "\n")
 		}
-		if err := copier.WriteFile(ws.merged, target, []byte(data), o); err != nil {
+		if err := copier.WriteFile(root, target, []byte(data), o); err != nil {
 			return err
 		}
 	}
@@ -469,7 +483,7 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		o := opts
 		o.FromContext = true
 		o.FileMode = 0o600
-		if err := copier.WriteFile(ws.merged, target, data, o); err != nil {
+		if err := copier.WriteFile(root, target, data, o); err != nil {
 			return err
 		}
 	}

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -101,6 +103,13 @@ func (in *inputs) key(step *graph.Step, parent digest.Digest, compression string
 		sel = append(sel, s.keyDigest(step))
 	}
 	doc["srcs"] = sel
+	for _, s := range in.srcs {
+		if s.ctx && s.sel != nil && slices.ContainsFunc(s.sel.Files, func(f contenthash.File) bool { return f.Mode&fs.ModeSocket != 0 }) {
+			// A socket in a context is now copied as an empty file (it was skipped), so a
+			// layer stored before must not answer; other steps keep their keys.
+			doc["contextSockets"] = "emptyFiles"
+		}
+	}
 	m := map[string]string{}
 	for t, s := range in.mounts {
 		m[t] = string(s.digest())
@@ -220,6 +229,9 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 			"link": c.Link, "parents": c.Parents, "excludes": c.Excludes, "unpack": c.Unpack,
 			"files": c.Files, "keepGit": c.KeepGit, "checksum": c.Checksum,
 			"from": fromIdentity(c.From),
+		}
+		for k, v := range copySemantics(step) {
+			in.def[k] = v
 		}
 		if len(c.Srcs) > 0 {
 			src, err := s.selectFrom(ctx, st, step, c.From, c.Srcs, c.Excludes, in)
@@ -348,6 +360,29 @@ func fromIdentity(src graph.Source) string {
 }
 
 // copyDest makes a COPY destination absolute against the step's WORKDIR, keeping a trailing slash.
+// copySemantics names the copier behaviour changes a COPY/ADD step is exposed to, so that a
+// layer stored before a change can never answer a step whose result it changed. Only the steps
+// a change can affect get a field, so every other step keeps its key.
+func copySemantics(step *graph.Step) map[string]any {
+	c := step.Copy
+	m := map[string]any{}
+	dest := copyDest(step)
+	if !strings.HasSuffix(dest, "/") && !c.Parents && slices.ContainsFunc(c.Srcs, contenthash.HasWildcards) {
+		// A wildcard matching several entries to a name without "/": once a directory of them,
+		// now each copied to that name in turn (BuildKit: the last file wins).
+		m["severalToName"] = "eachInTurn"
+	}
+	if c.Link {
+		// --link copies into an empty filesystem (was: onto the parent's, like a plain COPY).
+		m["link"] = "scratch"
+	}
+	if replacesMode(c.Chmod) {
+		// Directories the copy creates take an octal --chmod's permission bits (was 0755).
+		m["createdDirs"] = "chmod"
+	}
+	return m
+}
+
 func copyDest(step *graph.Step) string {
 	d := step.Copy.Dest
 	if path.IsAbs(d) {
@@ -358,7 +393,10 @@ func copyDest(step *graph.Step) string {
 		dir = "/"
 	}
 	j := path.Join(dir, d)
-	if strings.HasSuffix(d, "/") || d == "." || strings.HasSuffix(d, "/.") {
+	// An empty destination (COPY f $unset) is the working directory itself, as "." is; without
+	// the "/" a --link copy, which cannot see that the directory exists, would write a file
+	// named like it (case link-empty-dest).
+	if d == "" || strings.HasSuffix(d, "/") || d == "." || strings.HasSuffix(d, "/.") {
 		j += "/"
 	}
 	return j
@@ -444,7 +482,9 @@ func (s *solver) selectInFS(step *graph.Step, f fsState, srcs, excludes []string
 }
 
 // memoVersion changes whenever what a selection memo holds, or how its key is made, changes.
-const memoVersion = 1
+// 2: selections record hard links, and --exclude no longer drops a match itself (a memo made
+// before could hold another selection).
+const memoVersion = 2
 
 // memoKey names a selection in a stage's or image's filesystem: the filesystem's content
 // identity (its chain of content IDs, no timestamps), the source patterns and excludes, the
@@ -724,6 +764,9 @@ func keyDigest(step *graph.Step, sel *contenthash.Selection) string {
 			uid, gid = 0, 0
 		}
 		fmt.Fprintf(h, "f %q %o %d %q %s %d %d\n", f.Path, uint32(mode), f.Size, f.Link, f.Digest, uid, gid)
+		if f.HardLink != "" {
+			fmt.Fprintf(h, "h %q\n", f.HardLink) // only when set: other selections keep their digest
+		}
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }

@@ -246,12 +246,19 @@ func openInRoot(rootfs, rel string) (*os.File, error) {
 //     123:123), without reading /etc/passwd;
 //   - "root" is 0 even when /etc/passwd has no such entry;
 //   - a name missing from /etc/passwd (or a missing file) falls back to 0:0, and a group name
-//     missing from /etc/group keeps the gid the user part gave; neither is an error.
+//     missing from /etc/group keeps the gid the user part gave; neither is an error;
+//   - an empty user or group part ("app:", ":app") is id 0: llb sends an empty name as ID 0.
 //
 // BuildKit's testCopyChownCreateDest and testCopyChownExistingDir (dockerfile_copy_test.go) cover
 // the name forms.
 func Owner(rootfs, spec string) (uid, gid uint32, err error) {
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	if userPart == "" {
+		userPart = "0"
+	}
+	if hasGroup && groupPart == "" {
+		groupPart = "0"
+	}
 	if n, ok, err := fileOpID(userPart); err != nil {
 		return 0, 0, fmt.Errorf("invalid user %q: %w", spec, err)
 	} else if ok {
