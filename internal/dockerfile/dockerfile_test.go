@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,13 +214,17 @@ ARG TARGETARCH
 ARG TARGETPLATFORM
 RUN echo $TARGETARCH
 `
-	b := parse(t, df, func(o *Options) { o.BuildArgs = map[string]string{"HTTP_PROXY": "http://p:3128"} })
+	b := parse(t, df, func(o *Options) {
+		o.BuildArgs = map[string]string{"HTTP_PROXY": "http://p:3128", "no_proxy": "internal", "ftp_proxy": ""}
+	})
 	run := b.Target.Steps[2].Run
 	env := envMap(run.Env)
 	if env["TARGETARCH"] != "amd64" || env["TARGETPLATFORM"] != "linux/amd64" {
 		t.Fatalf("env %v", run.Env)
 	}
-	if _, ok := env["HTTP_PROXY"]; ok || !reflect.DeepEqual(run.ProxyEnv, []string{"HTTP_PROXY=http://p:3128"}) {
+	// BuildKit sets both spellings of each non-empty proxy arg, however it was spelled.
+	wantProxy := []string{"HTTP_PROXY=http://p:3128", "http_proxy=http://p:3128", "NO_PROXY=internal", "no_proxy=internal"}
+	if _, ok := env["HTTP_PROXY"]; ok || !reflect.DeepEqual(run.ProxyEnv, wantProxy) {
 		t.Fatalf("proxy: env %v proxy %v", run.Env, run.ProxyEnv)
 	}
 	if strings.Contains(b.Target.Steps[2].CreatedBy, "PROXY") {
@@ -302,5 +307,32 @@ ENTRYPOINT ["/entry"]
 	b = parse(t, "FROM alpine\nENTRYPOINT [\"/e\"]\n")
 	if b.Target.Config.Cmd != nil {
 		t.Fatalf("inherited CMD not reset by ENTRYPOINT: %q", b.Target.Config.Cmd)
+	}
+}
+
+// BuildKit keeps an absolute WORKDIR as written (it is what the image config shows) and cleans
+// only a relative one, which it joins onto the current directory.
+func TestWorkdirKeptAsWritten(t *testing.T) {
+	b := parse(t, "FROM alpine\nWORKDIR /etc/\nWORKDIR /a/../b\nWORKDIR c/\n")
+	var wds []string
+	for _, s := range b.Target.Steps {
+		wds = append(wds, s.Workdir)
+	}
+	if strings.Join(wds, " ") != "/etc/ /a/../b /b/c" || b.Target.Config.WorkingDir != "/b/c" {
+		t.Fatalf("workdirs %v, config %q", wds, b.Target.Config.WorkingDir)
+	}
+}
+
+// --from and --target find stages case-insensitively, FROM only by the exact (lowercased) name:
+// "FROM Build" is an image reference, as in BuildKit.
+func TestFromMatchesStageNameExactly(t *testing.T) {
+	b := parse(t, "FROM alpine AS Build\nFROM build\nCOPY --from=BUILD /a /a\n")
+	if b.Target.Base.Stage == nil {
+		t.Fatal("FROM build did not use the stage")
+	}
+	r := newResolver()
+	_, err := parseErr("FROM alpine AS Build\nFROM Build\nRUN true\n", func(o *Options) { o.Resolver = r })
+	if err == nil || !strings.Contains(err.Error(), "Dockerfile:2") || !slices.Contains(r.calls, "Build") {
+		t.Fatalf("FROM Build: err %v, resolved %v", err, r.calls)
 	}
 }

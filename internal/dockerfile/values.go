@@ -67,6 +67,9 @@ func runCommandString(args []string, buildArgs []instructions.KeyValuePairOption
 	return strings.Join(append(tmp, args...), " ")
 }
 
+// normalizeWorkdir is BuildKit's system.NormalizeWorkdir on Linux: a relative WORKDIR is joined
+// (and so cleaned) onto the current one, an absolute one is kept as written, trailing slash and
+// all, because that is what lands in the image config.
 func normalizeWorkdir(current, requested string) (string, error) {
 	if requested == "" {
 		return "", fmt.Errorf("cannot normalize nothing")
@@ -77,7 +80,7 @@ func normalizeWorkdir(current, requested string) (string, error) {
 		}
 		return path.Join("/", current, requested), nil
 	}
-	return path.Clean(requested), nil
+	return requested, nil
 }
 
 // parsePlatform accepts the forms --platform takes ("linux/amd64", "linux/amd64/v2",
