@@ -378,7 +378,7 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	if err := ws.unmount(); err != nil {
 		return nil, err
 	}
-	return s.commitLayer(ws.upper)
+	return s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/")
 }
 
 // mkdirWorkdir creates the WORKDIR inside root, resolving symlinks as the container would. Like
