@@ -313,12 +313,15 @@ ENTRYPOINT ["/entry"]
 // BuildKit keeps an absolute WORKDIR as written (it is what the image config shows) and cleans
 // only a relative one, which it joins onto the current directory.
 func TestWorkdirKeptAsWritten(t *testing.T) {
-	b := parse(t, "FROM alpine\nWORKDIR /etc/\nWORKDIR /a/../b\nWORKDIR c/\n")
+	b := parse(t, "FROM alpine\nWORKDIR /etc/\nWORKDIR /a/../b\nWORKDIR c/\nARG E\nWORKDIR $E\n")
 	var wds []string
 	for _, s := range b.Target.Steps {
-		wds = append(wds, s.Workdir)
+		if s.Kind == graph.KindWorkdir {
+			wds = append(wds, s.Workdir)
+		}
 	}
-	if strings.Join(wds, " ") != "/etc/ /a/../b /b/c" || b.Target.Config.WorkingDir != "/b/c" {
+	// A WORKDIR that expands to nothing stays where it is.
+	if strings.Join(wds, " ") != "/etc/ /a/../b /b/c /b/c" || b.Target.Config.WorkingDir != "/b/c" {
 		t.Fatalf("workdirs %v, config %q", wds, b.Target.Config.WorkingDir)
 	}
 }

@@ -72,7 +72,11 @@ func runCommandString(args []string, buildArgs []instructions.KeyValuePairOption
 // all, because that is what lands in the image config.
 func normalizeWorkdir(current, requested string) (string, error) {
 	if requested == "" {
-		return "", fmt.Errorf("cannot normalize nothing")
+		// WORKDIR $EMPTY: BuildKit stays in the current directory (and creates it again).
+		if current == "" {
+			return "/", nil
+		}
+		return current, nil
 	}
 	if !path.IsAbs(requested) {
 		if current == "" {
