@@ -297,6 +297,7 @@ func runCase(t *testing.T, c *testCase) {
 		}
 	} else {
 		if got.failed {
+			count("failed", c.name) // Fatalf skips the tally below; the summary must still name it
 			t.Fatalf("strata build failed; BuildKit builds it\n%s", got.log)
 		}
 		fsKey, cfgKey := "want/fs", "want/config"
