@@ -72,6 +72,7 @@ type builder struct {
 	images   map[string]resolvedImage
 	metaArgs []instructions.ArgCommand
 	warnings []string
+	lint     *linter.Linter // BuildKit's rule linter; fails the build only with check=error=true
 }
 
 type resolvedImage struct {
@@ -171,10 +172,14 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 		return nil, err
 	}
 	b.lex = shell.NewLex(res.EscapeToken)
-	stages, metaArgs, err := instructions.Parse(res.AST, linter.New(&linter.Config{}))
+	if b.lint, err = newLinter(opts.Dockerfile, opts.BuildArgs); err != nil {
+		return nil, &Error{File: file, Msg: err.Error()}
+	}
+	stages, metaArgs, err := instructions.Parse(res.AST, b.lint)
 	if err != nil {
 		return nil, err
 	}
+	lintParse(b.lint, res, stages)
 	if len(stages) == 0 {
 		return nil, &Error{File: file, Msg: "dockerfile contains no stages to build"}
 	}
@@ -263,6 +268,10 @@ func (b *builder) run() (*graph.Build, error) {
 			return nil, err
 		}
 		build.Stages = append(build.Stages, s.gs)
+	}
+	// BuildKit reports check=error=true violations once everything is dispatched, for the file.
+	if err := b.lint.Error(); err != nil {
+		return nil, &Error{File: b.file, Msg: err.Error()}
 	}
 	if len(b.opts.Labels) > 0 {
 		if target.gs.Config.Labels == nil {

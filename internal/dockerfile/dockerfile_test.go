@@ -339,3 +339,22 @@ func TestFromMatchesStageNameExactly(t *testing.T) {
 		t.Fatalf("FROM Build: err %v, resolved %v", err, r.calls)
 	}
 }
+
+// With check=error=true (directive or BUILDKIT_DOCKERFILE_CHECK) a lint violation fails the build,
+// as in BuildKit; without it, or with the rule skipped, the same file builds.
+func TestCheckErrorDirective(t *testing.T) {
+	df := "FROM alpine as base\nCMD echo hi\n"
+	if _, err := parseErr(df); err != nil {
+		t.Fatalf("no directive: %v", err)
+	}
+	if _, err := parseErr("# check=error=true\n" + df); err == nil || !strings.Contains(err.Error(), "FromAsCasing") || !strings.Contains(err.Error(), "JSONArgsRecommended") {
+		t.Fatalf("error=true: %v", err)
+	}
+	if _, err := parseErr("# check=error=true;skip=FromAsCasing,JSONArgsRecommended\n" + df); err != nil {
+		t.Fatalf("skipped rules: %v", err)
+	}
+	_, err := parseErr(df, func(o *Options) { o.BuildArgs = map[string]string{"BUILDKIT_DOCKERFILE_CHECK": "error=true"} })
+	if err == nil {
+		t.Fatal("BUILDKIT_DOCKERFILE_CHECK=error=true did not fail")
+	}
+}
