@@ -236,11 +236,6 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 				if srcPath == "" {
 					srcPath = "."
 				}
-				if c := path.Clean(srcPath); c == ".." || strings.HasPrefix(c, "../") {
-					// BuildKit resolves a mount source inside its root, so "../x" is the
-					// root's x (fs.RootPath), not an error.
-					srcPath = path.Clean("/" + c)
-				}
 				src, err := s.selectFrom(ctx, st, step, from, []string{srcPath}, nil, in)
 				if err != nil {
 					return nil, fmt.Errorf("mount %s: %w", m.Target, err)
