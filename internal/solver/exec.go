@@ -613,7 +613,12 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 		case "secret":
 			val, ok := s.opts.Secrets[m.ID]
 			if !ok {
-				continue // not required and not given: BuildKit skips the mount
+				// Not required and not given: BuildKit skips the mount but still sets the
+				// variable, empty (ExecOp.loadSecretEnv).
+				if m.Env != "" {
+					spec.Env = append(spec.Env, m.Env+"=")
+				}
+				continue
 			}
 			if m.Env != "" {
 				spec.Env = append(spec.Env, m.Env+"="+string(val))
