@@ -167,6 +167,7 @@ func (b *builder) dispatch(s *stageState, st *state, c *command) (*graph.Step, e
 			return fail(err)
 		}
 	}
+	lintDispatch(b.lint, ic, st.cfg.Shell)
 	countStep := func() {
 		s.pos++
 		step.Pos = s.pos

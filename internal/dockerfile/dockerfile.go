@@ -79,6 +79,7 @@ type builder struct {
 	images   map[string]resolvedImage
 	metaArgs []instructions.ArgCommand
 	warnings []string
+	lint     *linter.Linter // BuildKit's rule linter; fails the build only with check=error=true
 }
 
 type resolvedImage struct {
@@ -180,10 +181,14 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 		return nil, err
 	}
 	b.lex = shell.NewLex(res.EscapeToken)
-	stages, metaArgs, err := instructions.Parse(res.AST, linter.New(&linter.Config{}))
+	if b.lint, err = newLinter(opts.Dockerfile, opts.BuildArgs); err != nil {
+		return nil, &Error{File: file, Msg: err.Error()}
+	}
+	stages, metaArgs, err := instructions.Parse(res.AST, b.lint)
 	if err != nil {
 		return nil, err
 	}
+	lintParse(b.lint, res, stages)
 	if len(stages) == 0 {
 		return nil, &Error{File: file, Msg: "dockerfile contains no stages to build"}
 	}
@@ -207,15 +212,30 @@ func (b *builder) warnf(line int, format string, args ...any) {
 	b.warnings = append(b.warnings, fmt.Sprintf("%s:%d: %s", b.file, line, fmt.Sprintf(format, args...)))
 }
 
+// proxyEnv is what BuildKit's exec op adds to every RUN's environment for the proxy build args
+// (llb.ProxyEnv): each one matched case-insensitively (the last spelling in sorted order wins)
+// and set in both spellings, e.g. HTTP_PROXY and http_proxy, whichever the user gave.
 func proxyEnv(args map[string]string) []string {
-	var out []string
-	for k, v := range args {
-		switch strings.ToLower(k) {
-		case "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy":
-			out = append(out, k+"="+v)
+	names := []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"}
+	vals := map[string]string{}
+	keys := make([]string, 0, len(args))
+	for k := range args {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, n := range names {
+			if strings.EqualFold(k, n) {
+				vals[n] = args[k]
+			}
 		}
 	}
-	sort.Strings(out)
+	var out []string
+	for _, n := range names {
+		if v := vals[n]; v != "" {
+			out = append(out, n+"="+v, strings.ToLower(n)+"="+v)
+		}
+	}
 	return out
 }
 
@@ -260,6 +280,10 @@ func (b *builder) run() (*graph.Build, error) {
 			return nil, err
 		}
 		build.Stages = append(build.Stages, s.gs)
+	}
+	// BuildKit reports check=error=true violations once everything is dispatched, for the file.
+	if err := b.lint.Error(); err != nil {
+		return nil, &Error{File: b.file, Msg: err.Error()}
 	}
 	if len(b.opts.Labels) > 0 {
 		if target.gs.Config.Labels == nil {
@@ -360,9 +384,11 @@ func (b *builder) initStages() error {
 			}
 		}
 		// Only earlier stages can be a base, so a later stage with the same name as an image
-		// does not shadow it.
+		// does not shadow it. Unlike --from and --target, FROM matches the (lowercased) stage
+		// name exactly, as BuildKit does: "FROM Build" names an image, which is then refused
+		// as an invalid reference.
 		if s.named == nil {
-			if base, ok := b.byName[strings.ToLower(s.baseName)]; ok {
+			if base, ok := b.byName[s.baseName]; ok {
 				s.base = base
 				// As in dockerfile2llb, a stage built FROM another one has that one's platform.
 				s.platform = base.platform

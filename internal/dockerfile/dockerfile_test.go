@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -215,13 +216,17 @@ ARG TARGETARCH
 ARG TARGETPLATFORM
 RUN echo $TARGETARCH
 `
-	b := parse(t, df, func(o *Options) { o.BuildArgs = map[string]string{"HTTP_PROXY": "http://p:3128"} })
+	b := parse(t, df, func(o *Options) {
+		o.BuildArgs = map[string]string{"HTTP_PROXY": "http://p:3128", "no_proxy": "internal", "ftp_proxy": ""}
+	})
 	run := b.Target.Steps[2].Run
 	env := envMap(run.Env)
 	if env["TARGETARCH"] != "amd64" || env["TARGETPLATFORM"] != "linux/amd64" {
 		t.Fatalf("env %v", run.Env)
 	}
-	if _, ok := env["HTTP_PROXY"]; ok || !reflect.DeepEqual(run.ProxyEnv, []string{"HTTP_PROXY=http://p:3128"}) {
+	// BuildKit sets both spellings of each non-empty proxy arg, however it was spelled.
+	wantProxy := []string{"HTTP_PROXY=http://p:3128", "http_proxy=http://p:3128", "NO_PROXY=internal", "no_proxy=internal"}
+	if _, ok := env["HTTP_PROXY"]; ok || !reflect.DeepEqual(run.ProxyEnv, wantProxy) {
 		t.Fatalf("proxy: env %v proxy %v", run.Env, run.ProxyEnv)
 	}
 	if strings.Contains(b.Target.Steps[2].CreatedBy, "PROXY") {
@@ -356,5 +361,54 @@ func TestCanonicalChown(t *testing.T) {
 		if got := canonicalChown(in); got != want {
 			t.Errorf("canonicalChown(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BuildKit keeps an absolute WORKDIR as written (it is what the image config shows) and cleans
+// only a relative one, which it joins onto the current directory.
+func TestWorkdirKeptAsWritten(t *testing.T) {
+	b := parse(t, "FROM alpine\nWORKDIR /etc/\nWORKDIR /a/../b\nWORKDIR c/\nARG E\nWORKDIR $E\n")
+	var wds []string
+	for _, s := range b.Target.Steps {
+		if s.Kind == graph.KindWorkdir {
+			wds = append(wds, s.Workdir)
+		}
+	}
+	// A WORKDIR that expands to nothing stays where it is.
+	if strings.Join(wds, " ") != "/etc/ /a/../b /b/c /b/c" || b.Target.Config.WorkingDir != "/b/c" {
+		t.Fatalf("workdirs %v, config %q", wds, b.Target.Config.WorkingDir)
+	}
+}
+
+// --from and --target find stages case-insensitively, FROM only by the exact (lowercased) name:
+// "FROM Build" is an image reference, as in BuildKit.
+func TestFromMatchesStageNameExactly(t *testing.T) {
+	b := parse(t, "FROM alpine AS Build\nFROM build\nCOPY --from=BUILD /a /a\n")
+	if b.Target.Base.Stage == nil {
+		t.Fatal("FROM build did not use the stage")
+	}
+	r := newResolver()
+	_, err := parseErr("FROM alpine AS Build\nFROM Build\nRUN true\n", func(o *Options) { o.Resolver = r })
+	if err == nil || !strings.Contains(err.Error(), "Dockerfile:2") || !slices.Contains(r.calls, "Build") {
+		t.Fatalf("FROM Build: err %v, resolved %v", err, r.calls)
+	}
+}
+
+// With check=error=true (directive or BUILDKIT_DOCKERFILE_CHECK) a lint violation fails the build,
+// as in BuildKit; without it, or with the rule skipped, the same file builds.
+func TestCheckErrorDirective(t *testing.T) {
+	df := "FROM alpine as base\nCMD echo hi\n"
+	if _, err := parseErr(df); err != nil {
+		t.Fatalf("no directive: %v", err)
+	}
+	if _, err := parseErr("# check=error=true\n" + df); err == nil || !strings.Contains(err.Error(), "FromAsCasing") || !strings.Contains(err.Error(), "JSONArgsRecommended") {
+		t.Fatalf("error=true: %v", err)
+	}
+	if _, err := parseErr("# check=error=true;skip=FromAsCasing,JSONArgsRecommended\n" + df); err != nil {
+		t.Fatalf("skipped rules: %v", err)
+	}
+	_, err := parseErr(df, func(o *Options) { o.BuildArgs = map[string]string{"BUILDKIT_DOCKERFILE_CHECK": "error=true"} })
+	if err == nil {
+		t.Fatal("BUILDKIT_DOCKERFILE_CHECK=error=true did not fail")
 	}
 }

@@ -66,9 +66,16 @@ func runCommandString(args []string, buildArgs []instructions.KeyValuePairOption
 	return strings.Join(append(tmp, args...), " ")
 }
 
+// normalizeWorkdir is BuildKit's system.NormalizeWorkdir on Linux: a relative WORKDIR is joined
+// (and so cleaned) onto the current one, an absolute one is kept as written, trailing slash and
+// all, because that is what lands in the image config.
 func normalizeWorkdir(current, requested string) (string, error) {
 	if requested == "" {
-		return "", fmt.Errorf("cannot normalize nothing")
+		// WORKDIR $EMPTY: BuildKit stays in the current directory (and creates it again).
+		if current == "" {
+			return "/", nil
+		}
+		return current, nil
 	}
 	if !path.IsAbs(requested) {
 		if current == "" {
@@ -76,7 +83,7 @@ func normalizeWorkdir(current, requested string) (string, error) {
 		}
 		return path.Join("/", current, requested), nil
 	}
-	return path.Clean(requested), nil
+	return requested, nil
 }
 
 // parsePorts turns EXPOSE arguments ("80", "53/udp", "8000-8001", "127.0.0.1:80:8080/tcp") into

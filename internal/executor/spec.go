@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -74,6 +75,16 @@ func allowDev(major, minor int64) specs.LinuxDeviceCgroup {
 	return specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"}
 }
 
+// additionalGids is the process's supplementary groups: the primary group first, then the
+// /etc/group memberships, as BuildKit's oci.WithUIDGID makes them (ensureAdditionalGids), so
+// `id` in a RUN step lists groups=GID like it does under BuildKit and Docker.
+func additionalGids(ident users.Identity) []uint32 {
+	if slices.Contains(ident.Groups, ident.GID) {
+		return ident.Groups
+	}
+	return append([]uint32{ident.GID}, ident.Groups...)
+}
+
 // buildSpec turns spec into an OCI runtime spec. Files the container needs
 // from the host (hosts, resolv.conf) are copied into bundle first, so the
 // container sees a stable snapshot and cannot write through to the host.
@@ -106,7 +117,7 @@ func buildSpec(bundle string, spec Spec, ident users.Identity) (*specs.Spec, err
 			User: specs.User{
 				UID:            ident.UID,
 				GID:            ident.GID,
-				AdditionalGids: ident.Groups,
+				AdditionalGids: additionalGids(ident),
 			},
 			Capabilities: pcaps,
 			// no_new_privs stays off, as in BuildKit (oci.WithNewPrivileges) and docker run: a
@@ -315,25 +326,16 @@ func nofileHard() uint64 {
 	return limit
 }
 
-// writeHosts copies the host's /etc/hosts and adds the container hostname, so
-// tools that resolve their own hostname work in every network mode.
+// writeHosts writes the /etc/hosts BuildKit gives every RUN (executor/oci.initHostsFile), in
+// every network mode: localhost and the container hostname, nothing from the host, so a step
+// that reads it produces the same file on every machine; --add-host entries follow.
 func writeHosts(bundle, hostname string, extra []Host) (string, error) {
-	base, err := os.ReadFile("/etc/hosts")
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read /etc/hosts: %w", err)
-	}
-	if len(base) == 0 {
-		base = []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	}
-	if base[len(base)-1] != '\n' {
-		base = append(base, '\n')
-	}
-	base = append(base, fmt.Sprintf("127.0.0.1\t%s\n::1\t%s\n", hostname, hostname)...)
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", hostname)
 	for _, h := range extra {
-		base = append(base, fmt.Sprintf("%s\t%s\n", h.IP, h.Name)...) // BuildKit's format
+		hosts += fmt.Sprintf("%s\t%s\n", h.IP, h.Name) // BuildKit's format
 	}
 	p := filepath.Join(bundle, "hosts")
-	if err := os.WriteFile(p, base, 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(hosts), 0o644); err != nil {
 		return "", fmt.Errorf("write hosts file: %w", err)
 	}
 	return p, nil

@@ -391,7 +391,7 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	if err := ws.unmount(); err != nil {
 		return nil, err
 	}
-	return s.commitLayer(ws.upper)
+	return s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/")
 }
 
 // mkdirWorkdir creates the WORKDIR inside root, resolving symlinks as the container would. Like
@@ -659,7 +659,12 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 				if m.Required {
 					return fmt.Errorf("secret %q is required but was not given: pass --secret id=%s,src=FILE (or env=VAR)", m.ID, m.ID)
 				}
-				continue // not required and not given: BuildKit skips the mount
+				// Not required and not given: BuildKit skips the mount but still sets the
+				// variable, empty (ExecOp.loadSecretEnv).
+				if m.Env != "" {
+					spec.Env = append(spec.Env, m.Env+"=")
+				}
+				continue
 			}
 			if m.Env != "" {
 				spec.Env = append(spec.Env, m.Env+"="+string(val))

@@ -18,6 +18,7 @@ import (
 func (s *solver) assemble(b *graph.Build, st *graph.Stage, ss *stageState) (*image.Image, error) {
 	cfg := dockerspec.DockerOCIImage{Config: st.Config}
 	cfg.Created = timePtr(ss.created)
+	cfg.Author = st.Author // MAINTAINER's, else the base image's, as BuildKit writes it
 	cfg.Architecture = b.Platform.Architecture
 	cfg.OS = b.Platform.OS
 	cfg.Variant = b.Platform.Variant

@@ -28,7 +28,7 @@ import (
 )
 
 // keyVersion changes whenever the meaning of a key changes, so old records can never be served.
-const keyVersion = 1
+const keyVersion = 2
 
 // maxSummaryFiles bounds per-file digests kept for miss reasons; past it only the total is kept.
 const maxSummaryFiles = 2000

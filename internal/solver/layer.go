@@ -20,8 +20,11 @@ import (
 const mediaTypeZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 // commitLayer turns an upper dir into a compressed blob and a snapshot, in one pass over the files:
-// the tar stream is hashed (diffID) and compressed (blob digest) as it is written.
-func (s *solver) commitLayer(upper string) (*store.Record, error) {
+// the tar stream is hashed (diffID) and compressed (blob digest) as it is written. An upper dir
+// with no entries gives an empty tar layer when keepEmpty is set, as BuildKit commits one for
+// every RUN, COPY, ADD and WORKDIR (but WORKDIR /) whatever it changed; otherwise the record is
+// marked Empty and the step has no layer.
+func (s *solver) commitLayer(upper string, keepEmpty bool) (*store.Record, error) {
 	st := s.opts.Store
 	bw, err := st.NewBlobWriter()
 	if err != nil {
@@ -52,7 +55,7 @@ func (s *solver) commitLayer(upper string) (*store.Record, error) {
 		return nil, fmt.Errorf("compress layer: %w", err)
 	}
 	rec := &store.Record{Created: time.Now().UTC().Truncate(time.Second)}
-	if res.Empty {
+	if res.Empty && !keepEmpty {
 		rec.Empty = true
 		return rec, nil
 	}

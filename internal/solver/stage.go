@@ -86,6 +86,10 @@ func (s *solver) runStage(ctx context.Context, st *graph.Stage, ss *stageState) 
 			return context.Cause(ctx)
 		}
 		if step.Kind == graph.KindMeta {
+			if step.CreatedBy == "" {
+				// ONBUILD: BuildKit stores the trigger in the config and writes no history.
+				continue
+			}
 			ss.history = append(ss.history, ocispec.History{
 				Created:    timePtr(ss.created),
 				CreatedBy:  step.CreatedBy,

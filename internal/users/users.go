@@ -47,7 +47,9 @@ type groupEntry struct {
 func Lookup(rootfs, spec string) (Identity, error) {
 	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	if hasGroup && groupPart == "" {
-		return Identity{}, fmt.Errorf("invalid user %q: empty group", spec)
+		// "app:" is "app", as libcontainer's GetExecUser (BuildKit's RUN) reads it: the
+		// passwd group and the /etc/group memberships.
+		hasGroup = false
 	}
 	if userPart == "" {
 		// Docker treats a missing user part as the default user, root.

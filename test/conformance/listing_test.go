@@ -173,6 +173,7 @@ type imageConfig struct {
 	History []struct {
 		EmptyLayer bool `json:"empty_layer"`
 	} `json:"history"`
+	Author string `json:"author"` // MAINTAINER, or the base image's
 }
 
 // configSummary renders the compared config fields one per line, in a fixed order, skipping empty
@@ -228,6 +229,9 @@ func configSummary(raw []byte, layers int) (string, error) {
 	}
 	for _, o := range cc.OnBuild {
 		fmt.Fprintf(&b, "onbuild: %s\n", o)
+	}
+	if c.Author != "" {
+		fmt.Fprintf(&b, "author: %s\n", c.Author)
 	}
 	nonEmpty := 0
 	for _, h := range c.History {
