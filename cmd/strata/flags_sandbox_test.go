@@ -41,7 +41,7 @@ RUN mkdir /probe && cp /etc/hosts /probe/hosts && hostname > /probe/hostname && 
 	}
 	set := o.unpack(t)
 	hosts := fileAt(t, set, "probe/hosts")
-	for _, want := range []string{"10.1.2.3\tdb.internal\n", "127.0.0.1\tgw\n", "fd00::1\tv6\n", "127.0.0.1\tstrata-box\n"} {
+	for _, want := range []string{"10.1.2.3\tdb.internal\n", "127.0.0.1\tgw\n", "fd00::1\tv6\n", "127.0.0.1\tlocalhost strata-box\n"} {
 		if !strings.Contains(hosts, want) {
 			t.Errorf("/etc/hosts in RUN lacks %q:\n%s", want, hosts)
 		}
