@@ -338,6 +338,45 @@ func TestKillLeavesNothingBehind(t *testing.T) {
 		k.next(t, args...)
 		k.checkAfterNextBuild(t, owners, "image.tar")
 	})
+
+	// SIGKILL at random moments of a whole build from an empty store: pull, both RUNs (with
+	// secrets), layer commit, OCI export and local cache export. STRATA_KILL_TRIALS sets how
+	// many (the long reliability run uses 20 or more; docs/RELIABILITY.md).
+	trials := 4
+	if n, err := strconv.Atoi(os.Getenv("STRATA_KILL_TRIALS")); err == nil && n > 0 {
+		trials = n
+	}
+	dest := filepath.Join(k.outDir, "image.tar")
+	cacheDir := filepath.Join(e.dir, "cache")
+	args := []string{"--build-arg", "NAP=0.2", "--build-arg", "SIZE=30000000", "-o", "type=oci,dest=" + dest,
+		"--cache-to", "type=local,dest=" + cacheDir + ",mode=max"}
+	// One uninterrupted build, on a store of its own, measures how long the window is.
+	k.e.root = filepath.Join(e.dir, "store-measure")
+	begin := time.Now()
+	k.next(t, args...)
+	window := time.Since(begin)
+	os.RemoveAll(dest)
+	for i := range trials {
+		t.Run(fmt.Sprintf("random moment %d", i+1), func(t *testing.T) {
+			k.e.root = filepath.Join(e.dir, fmt.Sprintf("store-%d", i)) // cold: the pull is in the window
+			var b [8]byte
+			rand.Read(b[:])
+			at := time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(window))
+			cmd, _ := k.start(t, args...)
+			time.Sleep(at)
+			owners := append([]int{cmd.Process.Pid}, children(cmd.Process.Pid)...)
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Logf("the build finished before the kill at %v", at.Round(time.Millisecond))
+			} else {
+				t.Logf("killed at %v of %v", at.Round(time.Millisecond), window.Round(time.Millisecond))
+			}
+			cmd.Wait()
+			k.checkAfterKill(t, owners)
+			k.next(t, args...)
+			k.checkAfterNextBuild(t, owners, "image.tar")
+			os.RemoveAll(dest)
+		})
+	}
 }
 
 // TestKillOrphanedContainerCgroupIsSwept stands in for a container that outlived its build (one
