@@ -141,16 +141,51 @@ func (c *copier) copyMatch(m contenthash.Match, destPath string, destIsDir bool)
 		}
 		return c.putTree(m.Target, files, destPath)
 	}
-	target := destPath
-	if destIsDir {
-		target = path.Join(destPath, path.Base(m.Path))
-	} else if r, err := c.resolve(".", destPath); err == nil {
-		if fi, err := c.root.Lstat(r); err == nil && fi.IsDir() {
-			target = path.Join(destPath, path.Base(m.Path))
-		}
+	target, err := c.fileTarget(destPath, destIsDir, path.Base(m.Path))
+	if err != nil {
+		return err
 	}
-	return c.put(files[0], target)
+	return c.put(files[0], target, overwriteMeta)
 }
+
+// fileTarget is where a file copied to destPath goes. A destination naming a directory ("/"
+// at the end) gets the file's name joined, and an entry of that name is replaced, never
+// followed. Otherwise destPath is resolved whole, its last component included, as BuildKit's
+// fsutil Copy does (continuity RootPath on the destination): a symlink there, or a chain of
+// them, is followed inside the root (absolute targets restart at the root, ".." stops there)
+// and the file is written at the target, created if the link dangles, while the link stays;
+// a destination that resolves to a directory gets the name joined (case
+// copy-dest-symlink-file, copy-dest-symlink-escape).
+func (c *copier) fileTarget(destPath string, destIsDir bool, name string) (string, error) {
+	if destIsDir {
+		return path.Join(destPath, name), nil
+	}
+	r, err := c.resolve(".", destPath)
+	if err != nil {
+		return "", err
+	}
+	fi, err := c.root.Lstat(r)
+	switch {
+	case err == nil && fi.IsDir():
+		return path.Join(r, name), nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("stat %q: %w", r, err)
+	}
+	return r, nil
+}
+
+// dirMeta says what put does to a directory that already exists at the destination.
+type dirMeta int
+
+const (
+	// overwriteMeta gives it the source's owner, mode and times: BuildKit (fsutil
+	// copyDirectory) overwrites the metadata of every directory below the copy's top
+	// destination directory, which alone keeps its own (case copy-existing-dir-owner).
+	overwriteMeta dirMeta = iota
+	// chmodOnly sets the source's permission bits, as fsutil's delayed creation of the parents
+	// of a --parents match does for one that exists (createParentDirs → copyDirectoryOnly).
+	chmodOnly
+)
 
 // copyParents implements COPY --parents: the source path (after an optional "/./" pivot) is
 // recreated under dest, ancestors included with their own metadata, as BuildKit does.
@@ -175,12 +210,12 @@ func (c *copier) copyParents(m contenthash.Match, files []contenthash.File, dest
 		if !ok {
 			f = contenthash.File{Path: anc, Mode: fs.ModeDir | defaultDirMode}
 		}
-		if err := c.put(f, path.Join(destPath, strings.Join(parts[:i], "/"))); err != nil {
+		if err := c.put(f, path.Join(destPath, strings.Join(parts[:i], "/")), chmodOnly); err != nil {
 			return err
 		}
 	}
 	target := path.Join(destPath, rel)
-	if err := c.put(files[0], target); err != nil {
+	if err := c.put(files[0], target, overwriteMeta); err != nil {
 		return err
 	}
 	if m.IsDir {
@@ -208,7 +243,7 @@ func (c *copier) putTree(srcDir string, files []contenthash.File, destDir string
 		if srcDir != "." {
 			rel = strings.TrimPrefix(f.Path, srcDir+"/")
 		}
-		if err := c.put(f, path.Join(destDir, rel)); err != nil {
+		if err := c.put(f, path.Join(destDir, rel), overwriteMeta); err != nil {
 			return err
 		}
 	}
@@ -233,8 +268,9 @@ func (c *copier) defaultOwner() (int, int) {
 	return 0, 0
 }
 
-// put creates one entry at target (root-relative) from the source file f.
-func (c *copier) put(f contenthash.File, target string) error {
+// put creates one entry at target (root-relative) from the source file f; existingDir says what
+// becomes of a directory already there when f is one.
+func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) error {
 	parent, err := c.dir(".", path.Dir(target))
 	if err != nil {
 		return err
@@ -267,10 +303,18 @@ func (c *copier) put(f contenthash.File, target string) error {
 				return fmt.Errorf("create directory %q: %w", full, err)
 			}
 		case existing.IsDir():
-			// BuildKit merges into an existing directory and keeps its metadata.
+			// BuildKit merges into an existing directory; below the top destination it takes
+			// the source's metadata (see dirMeta).
 			c.dirs[dirKey(".", target)] = full
-			c.keepTime(full, existing)
-			return nil
+			if existingDir == chmodOnly {
+				c.keepTime(full, existing)
+				if err := c.root.Chmod(full, f.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+					return fmt.Errorf("chmod %q: %w", full, err)
+				}
+				return nil
+			}
+			c.times[full] = sfi.ModTime()
+			return c.meta(full, mode, uid, gid)
 		case existing.Mode()&fs.ModeSymlink != 0:
 			r, err := c.dir(".", target)
 			if err != nil {
@@ -591,22 +635,28 @@ func Mkdir(destRoot, dir string, opts Options) error {
 	return c.finish()
 }
 
-// WriteFile writes a heredoc file (COPY <<EOF /dst). dest is the file's full path; the caller
-// joins the heredoc name when the COPY destination is a directory. Mode is FileMode (0644), edited
-// by Chmod.
-func WriteFile(destRoot, dest string, data []byte, opts Options) error {
+// WriteFile writes a heredoc file (COPY <<EOF /dst) or a downloaded one (ADD URL): name is the
+// file's own name. A dest ending in "/" is a directory the file goes into, replacing an entry of
+// that name; any other dest is resolved whole, as Copy resolves a file destination (BuildKit
+// copies these files like any other): through a symlink at dest to its target, and into dest
+// when it is a directory. Mode is FileMode (0644), edited by Chmod.
+func WriteFile(destRoot, dest, name string, data []byte, opts Options) error {
 	c, err := newCopier(destRoot, opts)
 	if err != nil {
 		return err
 	}
 	defer c.root.Close()
-	target, isDir := normDest(dest, opts.Workdir)
-	if isDir || target == "." {
+	destPath, isDir := normDest(dest, opts.Workdir)
+	if isDir && name == "" {
 		return fmt.Errorf("write heredoc: destination %q is a directory, a file name is needed", dest)
 	}
 	if ch := opts.Chmod; ch != nil && ch.IsOctal() {
 		// As for Copy: the parents created take an octal --chmod's bits (case heredoc-chmod-parents).
 		c.mkdirMode = ch.Apply(fs.ModeDir) & fs.ModePerm
+	}
+	target, err := c.fileTarget(destPath, isDir, name)
+	if err != nil {
+		return fmt.Errorf("write heredoc %q: %w", dest, err)
 	}
 	parent, err := c.dir(".", path.Dir(target))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -222,11 +223,49 @@ func TestHostileDestSymlinks(t *testing.T) {
 	if read(t, filepath.Join(dst, parent, "main.js")) != "main" {
 		t.Error("absolute link not resolved inside the root")
 	}
-	// An existing symlink at the final name is replaced, never written through.
+	// A symlink at a file destination is followed inside the root, as BuildKit does (case
+	// copy-dest-symlink-escape): the file lands at its target there, the link stays.
 	os.Symlink("/etc/passwd-target", filepath.Join(dst, "final"))
-	mustCopy(t, src, []string{"b.txt"}, dst, "/final", Options{FromContext: true})
-	if fi, _ := os.Lstat(filepath.Join(dst, "final")); fi.Mode()&fs.ModeSymlink != 0 {
-		t.Error("final symlink written through")
+	os.Symlink("../../../../../../../../outside", filepath.Join(dst, "final-up"))
+	os.Symlink(filepath.Join(parent, "outside-abs"), filepath.Join(dst, "final-abs"))
+	os.Symlink("final-up", filepath.Join(dst, "chain"))
+	for dest, want := range map[string]string{
+		"/final": "etc/passwd-target", "/final-up": "outside",
+		"/final-abs": strings.TrimPrefix(filepath.Join(parent, "outside-abs"), "/"),
+	} {
+		mustCopy(t, src, []string{"b.txt"}, dst, dest, Options{FromContext: true})
+		if fi, err := os.Lstat(filepath.Join(dst, dest)); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			t.Errorf("%s: symlink replaced", dest)
+		}
+		if read(t, filepath.Join(dst, want)) != "b" {
+			t.Errorf("%s: not written at %s", dest, want)
+		}
+	}
+	mustCopy(t, src, []string{"a.txt"}, dst, "/chain", Options{FromContext: true})
+	if read(t, filepath.Join(dst, "outside")) != "a" {
+		t.Error("chain of symlinks not followed")
+	}
+	// A symlink in a copied tree is replaced, never written through.
+	os.MkdirAll(filepath.Join(dst, "tree"), 0o755)
+	os.Symlink("/etc/tree-target", filepath.Join(dst, "tree/main.js"))
+	mustCopy(t, src, []string{"app"}, dst, "/tree", Options{FromContext: true})
+	if fi, _ := os.Lstat(filepath.Join(dst, "tree/main.js")); fi.Mode()&fs.ModeSymlink != 0 {
+		t.Error("symlink inside a copied tree written through")
+	}
+	// So is one at a name joined to a directory destination.
+	os.Symlink("/etc/joined-target", filepath.Join(dst, "etc/b.txt"))
+	mustCopy(t, src, []string{"b.txt"}, dst, "/etc/", Options{FromContext: true})
+	if fi, _ := os.Lstat(filepath.Join(dst, "etc/b.txt")); fi.Mode()&fs.ModeSymlink != 0 {
+		t.Error("symlink at a joined name written through")
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "etc/joined-target")); err == nil {
+		t.Error("symlink at a joined name followed")
+	}
+	// A symlink to a directory as a file destination: the file goes inside the directory.
+	os.Symlink("etc", filepath.Join(dst, "todir"))
+	mustCopy(t, src, []string{"c.json"}, dst, "/todir", Options{FromContext: true})
+	if read(t, filepath.Join(dst, "etc/c.json")) != "c" {
+		t.Error("symlink to a directory: file not copied into it")
 	}
 	entries, _ := os.ReadDir(parent)
 	if len(entries) != 1 {
@@ -318,7 +357,7 @@ func TestSourceChangedAfterSelect(t *testing.T) {
 func TestWriteFile(t *testing.T) {
 	dst := t.TempDir()
 	os.Symlink("/etc", filepath.Join(dst, "app"))
-	if err := WriteFile(dst, "app/config", []byte("hello\n"), Options{Workdir: "/", Chown: &Owner{UID: 7, GID: 8}}); err != nil {
+	if err := WriteFile(dst, "app/config", "EOF", []byte("hello\n"), Options{Workdir: "/", Chown: &Owner{UID: 7, GID: 8}}); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dst, "etc/config")
@@ -329,8 +368,31 @@ func TestWriteFile(t *testing.T) {
 	if st := stat(t, p); fi.Mode().Perm() != 0o644 || st.Uid != 7 || st.Gid != 8 {
 		t.Errorf("heredoc mode %v owner %d:%d", fi.Mode(), st.Uid, st.Gid)
 	}
-	if err := WriteFile(dst, "/dir/", nil, Options{}); err == nil {
+	if err := WriteFile(dst, "/dir/", "", nil, Options{}); err == nil {
 		t.Error("directory dest accepted")
+	}
+	// A file destination that is a symlink is written through inside the root; a name joined
+	// to a directory destination is replaced.
+	os.Symlink("/nowhere/f", filepath.Join(dst, "link"))
+	os.Symlink("/elsewhere", filepath.Join(dst, "etc/h"))
+	if err := WriteFile(dst, "/link", "EOF", []byte("x"), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(dst, "/etc/", "h", []byte("y"), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if read(t, filepath.Join(dst, "nowhere/f")) != "x" {
+		t.Error("heredoc not written through the destination symlink")
+	}
+	if fi, _ := os.Lstat(filepath.Join(dst, "etc/h")); !fi.Mode().IsRegular() {
+		t.Error("joined heredoc name not replaced")
+	}
+	// A destination that is a directory gets the file's name joined, as BuildKit does.
+	if err := WriteFile(dst, "/etc", "named", []byte("z"), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if read(t, filepath.Join(dst, "etc/named")) != "z" {
+		t.Error("heredoc to an existing directory")
 	}
 }
 
@@ -355,10 +417,10 @@ func TestChmodSymbolicCopy(t *testing.T) {
 		}
 	}
 	// A heredoc starts from 0644 and a URL download from 0600 before the edit.
-	if err := WriteFile(dst, "/h", []byte("x"), Options{Chmod: m}); err != nil {
+	if err := WriteFile(dst, "/h", "h", []byte("x"), Options{Chmod: m}); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFile(dst, "/u", []byte("x"), Options{Chmod: m, FileMode: 0o600}); err != nil {
+	if err := WriteFile(dst, "/u", "u", []byte("x"), Options{Chmod: m, FileMode: 0o600}); err != nil {
 		t.Fatal(err)
 	}
 	for p, w := range map[string]fs.FileMode{"h": 0o644, "u": 0o600} {
@@ -418,5 +480,32 @@ func TestHardLinks(t *testing.T) {
 	}
 	if ino("out/sub/x") == ino("out/a") {
 		t.Error("unrelated file linked")
+	}
+}
+
+// BuildKit keeps the top destination directory's metadata but gives the directories below it
+// that already exist the source's (case copy-existing-dir-owner); the existing parents of a
+// --parents match only take the source's permission bits.
+func TestExistingDirMetadata(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	tree(t, src, map[string]string{"d/sub/new": "n", "d/top": "t"})
+	os.Chmod(filepath.Join(src, "d/sub"), 0o750)
+	os.MkdirAll(filepath.Join(dst, "srv/sub"), 0o700)
+	os.MkdirAll(filepath.Join(dst, "p/d/sub"), 0o700)
+	for _, p := range []string{"srv", "srv/sub", "p", "p/d", "p/d/sub"} {
+		os.Chown(filepath.Join(dst, p), 1000, 1000)
+		os.Chmod(filepath.Join(dst, p), 0o700)
+	}
+	mustCopy(t, src, []string{"d"}, dst, "/srv/", Options{FromContext: true})
+	mustCopy(t, src, []string{"d/sub/new"}, dst, "/p/", Options{FromContext: true, Parents: true})
+	for p, want := range map[string]string{
+		"srv": "700 1000", "srv/sub": "750 0", // top kept; below it, the source's
+		"p": "700 1000", "p/d": "755 1000", "p/d/sub": "750 1000", // --parents ancestors: mode only
+	} {
+		fi, _ := os.Lstat(filepath.Join(dst, p))
+		st := stat(t, filepath.Join(dst, p))
+		if got := strings.TrimPrefix(fmt.Sprintf("%o %d", fi.Mode().Perm(), st.Uid), "0"); got != want {
+			t.Errorf("%s: %s, want %s", p, got, want)
+		}
 	}
 }

@@ -457,25 +457,17 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		}
 	}
 	for _, f := range c.Files {
-		target := dest
-		if strings.HasSuffix(dest, "/") {
-			target = path.Join(dest, f.Name)
-		}
 		o := opts
 		o.FromContext = true
 		data := f.Data
 		if f.Chomp {
 			data = strings.TrimSuffix(data, "\n")
 		}
-		if err := copier.WriteFile(root, target, []byte(data), o); err != nil {
+		if err := copier.WriteFile(root, dest, f.Name, []byte(data), o); err != nil {
 			return err
 		}
 	}
 	for _, u := range in.urls {
-		target := dest
-		if strings.HasSuffix(dest, "/") {
-			target = path.Join(dest, u.name)
-		}
 		data, err := os.ReadFile(u.path)
 		if err != nil {
 			return err
@@ -483,7 +475,7 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		o := opts
 		o.FromContext = true
 		o.FileMode = 0o600
-		if err := copier.WriteFile(root, target, data, o); err != nil {
+		if err := copier.WriteFile(root, dest, u.name, data, o); err != nil {
 			return err
 		}
 	}

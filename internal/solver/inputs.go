@@ -30,6 +30,15 @@ import (
 // keyVersion changes whenever the meaning of a key changes, so old records can never be served.
 const keyVersion = 2
 
+// copyVersion is keyVersion for the COPY/ADD steps that write onto the parent filesystem (all
+// but --link): it changes when what such a step writes depends differently on what that
+// filesystem holds, which the key (naming the parent, not what is at the destination) cannot
+// tell, so their old records are never served while RUN and every other step keep their keys.
+// 1 (no field): before; 2: a file destination that is a symlink in the parent is written through
+// (inside the root), and directories below the top destination that exist take the source's
+// owner and mode, as BuildKit does (cases copy-dest-symlink-file, copy-existing-dir-owner).
+const copyVersion = 2
+
 // maxSummaryFiles bounds per-file digests kept for miss reasons; past it only the total is kept.
 const maxSummaryFiles = 2000
 
@@ -375,6 +384,9 @@ func copySemantics(step *graph.Step) map[string]any {
 	if c.Link {
 		// --link copies into an empty filesystem (was: onto the parent's, like a plain COPY).
 		m["link"] = "scratch"
+	} else {
+		// What the parent holds at the destination now changes the result (see copyVersion).
+		m["copyVersion"] = copyVersion
 	}
 	if replacesMode(c.Chmod) {
 		// Directories the copy creates take an octal --chmod's permission bits (was 0755).

@@ -121,3 +121,21 @@ func TestRunKeySandbox(t *testing.T) {
 		t.Error("the default sandbox changed the RUN definition")
 	}
 }
+
+// The copier's change of what a COPY/ADD onto the parent writes (copyVersion) reaches exactly
+// those steps: a --link copy, which cannot see the parent, keeps its field set, as RUN does.
+func TestCopyVersion(t *testing.T) {
+	for _, tc := range []struct {
+		step *graph.Step
+		want bool
+	}{
+		{&graph.Step{Kind: graph.KindCopy, Copy: &graph.CopyOp{Srcs: []string{"f"}, Dest: "/link"}}, true},
+		{&graph.Step{Kind: graph.KindAdd, Copy: &graph.CopyOp{Srcs: []string{"f"}, Dest: "/d/"}}, true},
+		{&graph.Step{Kind: graph.KindCopy, Copy: &graph.CopyOp{Srcs: []string{"f"}, Dest: "/d/", Link: true}}, false},
+	} {
+		v, ok := copySemantics(tc.step)["copyVersion"]
+		if ok != tc.want || (ok && v != copyVersion) {
+			t.Errorf("%+v: copyVersion %v, %v", tc.step.Copy, v, ok)
+		}
+	}
+}
