@@ -52,6 +52,7 @@ type copier struct {
 
 	dirs  map[string]string // (base, path) key → resolved dir, so each parent is resolved once
 	times map[string]time.Time
+	buf   []byte // one copy buffer for every file
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
@@ -321,18 +322,25 @@ func (c *copier) copyContent(src string, f contenthash.File, full string) error 
 		return fmt.Errorf("create %q: %w", full, err)
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(out, h), in)
+	if c.buf == nil {
+		c.buf = make([]byte, 64<<10)
+	}
+	// onlyReader hides os.File's WriterTo: to a MultiWriter it falls back to io.Copy with a
+	// fresh 32 KB buffer per file, which for a million small files is 32 GB of garbage.
+	_, err = io.CopyBuffer(io.MultiWriter(out, h), onlyReader{in}, c.buf)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("write %q: %w", full, err)
 	}
-	if f.Digest != "" && digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != f.Digest {
+	if want := f.Digest(); want != "" && digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != want {
 		return fmt.Errorf("source %q changed since it was checksummed", f.Path)
 	}
 	return nil
 }
+
+type onlyReader struct{ io.Reader }
 
 // meta applies owner then mode: chown clears setuid/setgid, so the order matters.
 func (c *copier) meta(full string, mode fs.FileMode, uid, gid int) error {
