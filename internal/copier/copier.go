@@ -561,8 +561,9 @@ func Mkdir(destRoot, dir string, opts Options) error {
 
 // WriteFile writes a heredoc file (COPY <<EOF /dst). dest is the file's full path; the caller
 // joins the heredoc name when the COPY destination is a directory. Mode is FileMode (0644), edited
-// by Chmod.
-func WriteFile(destRoot, dest string, data []byte, opts Options) error {
+// by Chmod. The content is streamed from r, so a 200 MB heredoc (or downloaded URL) is never
+// copied into a second buffer.
+func WriteFile(destRoot, dest string, r io.Reader, opts Options) error {
 	c, err := newCopier(destRoot, opts)
 	if err != nil {
 		return err
@@ -589,7 +590,7 @@ func WriteFile(destRoot, dest string, data []byte, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("write heredoc: create %q: %w", full, err)
 	}
-	_, err = f.Write(data)
+	_, err = io.Copy(f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -308,7 +308,7 @@ func TestSourceChangedAfterSelect(t *testing.T) {
 func TestWriteFile(t *testing.T) {
 	dst := t.TempDir()
 	os.Symlink("/etc", filepath.Join(dst, "app"))
-	if err := WriteFile(dst, "app/config", []byte("hello\n"), Options{Workdir: "/", Chown: &Owner{UID: 7, GID: 8}}); err != nil {
+	if err := WriteFile(dst, "app/config", strings.NewReader("hello\n"), Options{Workdir: "/", Chown: &Owner{UID: 7, GID: 8}}); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dst, "etc/config")
@@ -319,7 +319,7 @@ func TestWriteFile(t *testing.T) {
 	if st := stat(t, p); fi.Mode().Perm() != 0o644 || st.Uid != 7 || st.Gid != 8 {
 		t.Errorf("heredoc mode %v owner %d:%d", fi.Mode(), st.Uid, st.Gid)
 	}
-	if err := WriteFile(dst, "/dir/", nil, Options{}); err == nil {
+	if err := WriteFile(dst, "/dir/", strings.NewReader(""), Options{}); err == nil {
 		t.Error("directory dest accepted")
 	}
 }
@@ -345,10 +345,10 @@ func TestChmodSymbolicCopy(t *testing.T) {
 		}
 	}
 	// A heredoc starts from 0644 and a URL download from 0600 before the edit.
-	if err := WriteFile(dst, "/h", []byte("x"), Options{Chmod: m}); err != nil {
+	if err := WriteFile(dst, "/h", strings.NewReader("x"), Options{Chmod: m}); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFile(dst, "/u", []byte("x"), Options{Chmod: m, FileMode: 0o600}); err != nil {
+	if err := WriteFile(dst, "/u", strings.NewReader("x"), Options{Chmod: m, FileMode: 0o600}); err != nil {
 		t.Fatal(err)
 	}
 	for p, w := range map[string]fs.FileMode{"h": 0o644, "u": 0o600} {
