@@ -37,6 +37,11 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	setSoftMemoryLimit()
+	if p := os.Getenv("STRATA_MEMPROFILE"); p != "" && (os.Getenv(nsEnv) != "" || os.Geteuid() != 0) {
+		stop := startPeakHeapProfile(p)
+		defer stop()
+	}
 	g := &globalOpts{}
 	root := &cobra.Command{
 		Use:           "strata",

@@ -3,7 +3,9 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -359,4 +361,68 @@ func TestFaultCorruptLazyBlob(t *testing.T) {
 		t.Errorf("blob %s not in the store after a good fetch: %v", m[1], err)
 	}
 	checkUsable(t, b, p, ctx, want)
+}
+
+// A lazily imported layer whose blob the registry has since deleted (garbage collection, a
+// retention policy) fails the step that needs it with a line naming the blob, the cache and what
+// to do, after no retries; the same build with --no-cache succeeds.
+func TestFaultLazyBlobDeleted(t *testing.T) {
+	p, reg := cacheProxy(t)
+	repo := faultRepo(t, "cache")
+	cache := reg + "/" + repo + ":cache"
+	src := newEnv(t)
+	ctx, want := faultProject(t, src, reg)
+	exportCache(t, ctx, cache)
+
+	// Delete every layer the cache's manifest lists from its repository (the base image's
+	// layers live in busybox's repository and are not listed here).
+	raw, err := testenv.SkopeoOutput("inspect", "--raw", "--tls-verify=false", "docker://"+cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct{ Layers []struct{ Digest string } }
+	if err := json.Unmarshal(raw, &m); err != nil || len(m.Layers) == 0 {
+		t.Fatalf("cache manifest %s: %v", raw, err)
+	}
+	for _, l := range m.Layers {
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+testReg.Addr()+"/v2/"+repo+"/blobs/"+l.Digest, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("DELETE blob %s: %s", l.Digest, resp.Status)
+		}
+	}
+
+	// Runner B imports the cache and adds a step, which needs the deleted layers' files.
+	b := newEnv(t)
+	df := readFile(t, filepath.Join(ctx, "Dockerfile")) + "RUN cat /b.txt > /c.txt\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.Reset()
+	r := faultRun(b, "--cache-from", cache, ctx)
+	if r.err == nil {
+		t.Fatalf("build succeeded although the cache's layers are gone:\n%s", r.out)
+	}
+	line := lineWith(t, r, "ERROR: ")
+	re := regexp.MustCompile(`blob sha256:[0-9a-f]{64} of cache ` + regexp.QuoteMeta(reg+"/"+repo) +
+		` is gone from the registry \(deleted since the cache was exported\): build with --no-cache, or without that --cache-from, and export the cache again with --cache-to: `)
+	if !re.MatchString(line) {
+		t.Errorf("error line does not name the blob, the cache and the way out:\n%s", line)
+	}
+	// The base image's layer, and the deleted layers (fetched in parallel, a GET each, at most
+	// two with go-containerregistry's own fallback): 3 tries of each would exceed this.
+	if s, limit := p.Stats(), 2*len(m.Layers)+1; s.BlobGets > limit {
+		t.Errorf("%d blob GETs, want at most %d: a 404 must not be retried", s.BlobGets, limit)
+	}
+	dest := filepath.Join(b.dir, "out")
+	if r := faultRun(b, "--no-cache", "-o", "type=local,dest="+dest, ctx); r.err != nil {
+		t.Fatalf("--no-cache build: %v\n%s", r.err, r.out)
+	}
+	if got := readFile(t, filepath.Join(dest, "c.txt")); got != want {
+		t.Errorf("/c.txt = %q, want %q", got, want)
+	}
 }

@@ -6,6 +6,7 @@ package contenthash
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -18,15 +19,38 @@ import (
 type File struct {
 	Path   string      // slash-separated, relative to the source root, e.g. "src/app.js"
 	Mode   fs.FileMode // type bits + permission bits (+setuid/setgid/sticky)
+	hashed bool        // sum holds the content's sha256 (regular files, once hashed)
 	Size   int64
-	Link   string        // symlink target as stored (never followed)
-	Digest digest.Digest // content sha256 for regular files
-	UID    int           // only when Source.Owners; 0 otherwise
-	GID    int
+	Link   string // symlink target as stored (never followed)
+	// sum is kept as raw bytes rather than a digest.Digest string: a selection of a million
+	// files holds a million of them, and the string form costs 80 bytes more each.
+	sum [32]byte
+	UID int // only when Source.Owners; 0 otherwise
+	GID int
 	// HardLink is, for a regular file that shares its inode with another selected file, the
 	// path of the first of them (in Files order); "" otherwise. The copier recreates the link,
 	// as BuildKit does (case copy-hardlinks).
 	HardLink string
+}
+
+// Digest is the content sha256 of a regular file, "" for other entries.
+func (f File) Digest() digest.Digest {
+	if !f.hashed {
+		return ""
+	}
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(f.sum[:]))
+}
+
+// setDigest stores d (a sha256 digest) as the file's content sum.
+func (f *File) setDigest(d digest.Digest) error {
+	if d.Algorithm() != digest.SHA256 {
+		return fmt.Errorf("%s: not a sha256 digest", d)
+	}
+	if n, err := hex.Decode(f.sum[:], []byte(d.Encoded())); err != nil || n != len(f.sum) {
+		return fmt.Errorf("%s: malformed sha256 digest", d)
+	}
+	f.hashed = true
+	return nil
 }
 
 // Match records what one COPY source pattern resolved to.
@@ -111,7 +135,7 @@ func computeDigest(matches []Match, files []File, owners bool) digest.Digest {
 		field(typeChar(f.Mode))
 		field(strconv.FormatUint(uint64(unixPerm(f.Mode)), 8))
 		field(f.Link)
-		field(string(f.Digest))
+		field(string(f.Digest()))
 		if owners {
 			field(strconv.Itoa(f.UID) + ":" + strconv.Itoa(f.GID))
 		}
@@ -177,5 +201,5 @@ func normalizePerm(m fs.FileMode) fs.FileMode {
 }
 
 func (f File) String() string {
-	return fmt.Sprintf("%s %s %o %s", f.Path, typeChar(f.Mode), unixPerm(f.Mode), f.Digest)
+	return fmt.Sprintf("%s %s %o %s", f.Path, typeChar(f.Mode), unixPerm(f.Mode), f.Digest())
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/moby/patternmatcher"
-	digest "github.com/opencontainers/go-digest"
 )
 
 // ErrNotFound is what Select's error is (errors.Is) when a source matches nothing.
@@ -119,8 +118,16 @@ type selector struct {
 	ignore  *matcher
 	exclude *matcher
 
-	mu      sync.Mutex
-	entries map[string]fs.FileInfo
+	mu    sync.Mutex
+	files []File // in walk order, possibly with duplicates; finish sorts and dedupes
+	// infos keeps the stat of each regular file only when a stat cache needs it to look the
+	// digest up: a stage source of a million files would otherwise hold a million stats.
+	infos map[string]fs.FileInfo
+	// named are the ancestors addMatch has already recorded.
+	named map[string]bool
+	// inodes holds the inode of each selected regular file that has more than one link: few
+	// files do, and those are the only ones markHardLinks needs.
+	inodes map[string]inode
 }
 
 // Select resolves srcs (COPY sources; wildcards use filepath.Match like BuildKit) minus excludes
@@ -140,7 +147,10 @@ func (s *Source) Select(srcs, excludes []string) (*Selection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse --exclude patterns: %w", err)
 	}
-	sel := &selector{src: s, root: root, ignore: ign, exclude: exc, entries: map[string]fs.FileInfo{}}
+	sel := &selector{src: s, root: root, ignore: ign, exclude: exc, named: map[string]bool{}}
+	if s.StatCache != nil {
+		sel.infos = map[string]fs.FileInfo{}
+	}
 
 	var matches []Match
 	for _, src := range srcs {
@@ -517,9 +527,32 @@ func (s *selector) resolve(rel string) (string, fs.FileInfo, error) {
 	return strings.Join(out, "/"), fi, nil
 }
 
+// add records one selected entry as the compact File it becomes; the stat itself is dropped
+// unless the stat cache needs it.
 func (s *selector) add(rel string, fi fs.FileInfo) {
+	f := File{Path: rel, Mode: fi.Mode(), Size: fi.Size()}
+	if fi.IsDir() {
+		f.Size = 0
+	}
+	if s.src.NormalizePerms {
+		f.Mode = normalizePerm(f.Mode)
+	}
+	if s.src.Owners {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			f.UID, f.GID = int(st.Uid), int(st.Gid)
+		}
+	}
 	s.mu.Lock()
-	s.entries[rel] = fi
+	s.files = append(s.files, f)
+	if s.infos != nil && fi.Mode().IsRegular() {
+		s.infos[rel] = fi
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && fi.Mode().IsRegular() {
+		if s.inodes == nil {
+			s.inodes = map[string]inode{}
+		}
+		s.inodes[rel] = inode{uint64(st.Dev), st.Ino}
+	}
 	s.mu.Unlock()
 }
 
@@ -531,7 +564,8 @@ func (s *selector) addMatch(m Match) error {
 		for i := 1; i <= len(parts); i++ {
 			rel := strings.Join(parts[:i], "/")
 			s.mu.Lock()
-			_, seen := s.entries[rel]
+			seen := s.named[rel]
+			s.named[rel] = true
 			s.mu.Unlock()
 			if seen {
 				continue
@@ -664,22 +698,21 @@ func (w *walk) dir(rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) 
 	return selected, firstErr
 }
 
-// finish turns the collected entries into Files, hashing regular files in a bounded pool (or
-// taking their digest from the stat cache).
+// inode names a file shared by several paths.
+type inode struct{ dev, ino uint64 }
+
 // markHardLinks sets HardLink on every selected regular file whose inode an earlier selected
 // file has.
-func markHardLinks(files []File, entries map[string]fs.FileInfo) {
-	type inode struct{ dev, ino uint64 }
+func markHardLinks(files []File, inodes map[string]inode) {
+	if len(inodes) == 0 {
+		return
+	}
 	first := map[inode]string{}
 	for i := range files {
-		if files[i].Mode.Type() != 0 {
+		k, ok := inodes[files[i].Path]
+		if !ok || files[i].Mode.Type() != 0 {
 			continue
 		}
-		st, ok := entries[files[i].Path].Sys().(*syscall.Stat_t)
-		if !ok || st.Nlink < 2 {
-			continue
-		}
-		k := inode{uint64(st.Dev), st.Ino}
 		if p, seen := first[k]; seen {
 			files[i].HardLink = p
 		} else {
@@ -688,35 +721,26 @@ func markHardLinks(files []File, entries map[string]fs.FileInfo) {
 	}
 }
 
+// finish sorts and dedupes the collected Files (overlapping matches select some twice) and
+// hashes regular files in a bounded pool (or takes their digest from the stat cache).
 func (s *selector) finish() ([]File, error) {
-	files := make([]File, 0, len(s.entries))
-	for rel, fi := range s.entries {
-		f := File{Path: rel, Mode: fi.Mode(), Size: fi.Size()}
-		if fi.IsDir() {
-			f.Size = 0
-		}
-		if s.src.NormalizePerms {
-			f.Mode = normalizePerm(f.Mode)
-		}
-		if s.src.Owners {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				f.UID, f.GID = int(st.Uid), int(st.Gid)
-			}
-		}
-		files = append(files, f)
-	}
+	files := s.files
+	s.files = nil
 	sort.Slice(files, func(i, j int) bool { return pathLess(files[i].Path, files[j].Path) })
-	markHardLinks(files, s.entries)
+	files = slices.CompactFunc(files, func(a, b File) bool { return a.Path == b.Path })
+	files = slices.Clip(files)
+	markHardLinks(files, s.inodes)
 
-	jobs := make(chan int)
+	jobs := make(chan int, 64)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
 	for range walkers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			buf := make([]byte, 32<<10)
 			for i := range jobs {
-				if err := s.fill(&files[i], s.entries[files[i].Path]); err != nil {
+				if err := s.fill(&files[i], buf); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -740,9 +764,9 @@ func (s *selector) finish() ([]File, error) {
 	return files, nil
 }
 
-func (s *selector) fill(f *File, fi fs.FileInfo) error {
+func (s *selector) fill(f *File, buf []byte) error {
 	abs := s.abs(f.Path)
-	if fi.Mode()&fs.ModeSymlink != 0 {
+	if f.Mode&fs.ModeSymlink != 0 {
 		t, err := os.Readlink(abs)
 		if err != nil {
 			return fmt.Errorf("read link %q: %w", f.Path, err)
@@ -750,38 +774,48 @@ func (s *selector) fill(f *File, fi fs.FileInfo) error {
 		f.Link = t
 		return nil
 	}
-	if d, ok := s.src.StatCache.lookup(abs, fi); ok {
-		f.Digest = d
-		return nil
+	fi := s.infos[f.Path]
+	if fi != nil {
+		if d, ok := s.src.StatCache.lookup(abs, fi); ok && f.setDigest(d) == nil {
+			return nil
+		}
 	}
 	start := time.Now()
-	d, err := hashFile(abs, f.Path, fi)
+	sum, err := hashFile(abs, f.Path, f.Size, buf)
 	if err != nil {
 		return err
 	}
-	f.Digest = d
-	s.src.StatCache.store(abs, fi, d, start)
+	f.sum, f.hashed = sum, true
+	if fi != nil {
+		s.src.StatCache.store(abs, fi, f.Digest(), start)
+	}
 	return nil
 }
 
-func hashFile(abs, rel string, fi fs.FileInfo) (digest.Digest, error) {
+// onlyReader hides os.File's WriterTo, whose generic fallback allocates a fresh 32 KB buffer per
+// file: a million small files would churn 32 GB through the allocator.
+type onlyReader struct{ io.Reader }
+
+// hashFile hashes the file at abs through buf, checking it still has the size it was selected with.
+func hashFile(abs, rel string, size int64, buf []byte) (sum [32]byte, err error) {
 	if hookHash != nil {
 		hookHash(rel)
 	}
 	fh, err := os.Open(abs)
 	if err != nil {
-		return "", fmt.Errorf("open %q: %w", rel, err)
+		return sum, fmt.Errorf("open %q: %w", rel, err)
 	}
 	defer fh.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, fh)
+	n, err := io.CopyBuffer(h, onlyReader{fh}, buf)
 	if err != nil {
-		return "", fmt.Errorf("hash %q: %w", rel, err)
+		return sum, fmt.Errorf("hash %q: %w", rel, err)
 	}
 	// A file that grew or shrank while being read would give a digest for content that the copy
 	// will not see; failing is better than a key that names the wrong bytes.
-	if n != fi.Size() {
-		return "", fmt.Errorf("hash %q: file changed while reading (%d bytes, expected %d)", rel, n, fi.Size())
+	if n != size {
+		return sum, fmt.Errorf("hash %q: file changed while reading (%d bytes, expected %d)", rel, n, size)
 	}
-	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)), nil
+	h.Sum(sum[:0])
+	return sum, nil
 }

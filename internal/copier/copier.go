@@ -62,6 +62,7 @@ type copier struct {
 	// its inode's first becomes a link to that copy. BuildKit links only within one source's
 	// copy, hence per match.
 	copied map[string]string
+	buf    []byte // one copy buffer for every file
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
@@ -405,18 +406,25 @@ func (c *copier) copyContent(src string, f contenthash.File, full string) error 
 		return fmt.Errorf("create %q: %w", full, err)
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(out, h), in)
+	if c.buf == nil {
+		c.buf = make([]byte, 64<<10)
+	}
+	// onlyReader hides os.File's WriterTo: to a MultiWriter it falls back to io.Copy with a
+	// fresh 32 KB buffer per file, which for a million small files is 32 GB of garbage.
+	_, err = io.CopyBuffer(io.MultiWriter(out, h), onlyReader{in}, c.buf)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("write %q: %w", full, err)
 	}
-	if f.Digest != "" && digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != f.Digest {
+	if want := f.Digest(); want != "" && digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != want {
 		return fmt.Errorf("source %q changed since it was checksummed", f.Path)
 	}
 	return nil
 }
+
+type onlyReader struct{ io.Reader }
 
 // meta applies owner then mode: chown clears setuid/setgid, so the order matters.
 func (c *copier) meta(full string, mode fs.FileMode, uid, gid int) error {
@@ -639,8 +647,9 @@ func Mkdir(destRoot, dir string, opts Options) error {
 // file's own name. A dest ending in "/" is a directory the file goes into, replacing an entry of
 // that name; any other dest is resolved whole, as Copy resolves a file destination (BuildKit
 // copies these files like any other): through a symlink at dest to its target, and into dest
-// when it is a directory. Mode is FileMode (0644), edited by Chmod.
-func WriteFile(destRoot, dest, name string, data []byte, opts Options) error {
+// when it is a directory. Mode is FileMode (0644), edited by Chmod. The content is streamed from
+// r, so a 200 MB heredoc (or downloaded URL) is never copied into a second buffer.
+func WriteFile(destRoot, dest, name string, r io.Reader, opts Options) error {
 	c, err := newCopier(destRoot, opts)
 	if err != nil {
 		return err
@@ -675,7 +684,7 @@ func WriteFile(destRoot, dest, name string, data []byte, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("write heredoc: create %q: %w", full, err)
 	}
-	_, err = f.Write(data)
+	_, err = io.Copy(f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -357,7 +357,7 @@ func TestSourceChangedAfterSelect(t *testing.T) {
 func TestWriteFile(t *testing.T) {
 	dst := t.TempDir()
 	os.Symlink("/etc", filepath.Join(dst, "app"))
-	if err := WriteFile(dst, "app/config", "EOF", []byte("hello\n"), Options{Workdir: "/", Chown: &Owner{UID: 7, GID: 8}}); err != nil {
+	if err := WriteFile(dst, "app/config", "EOF", strings.NewReader("hello\n"), Options{Workdir: "/", Chown: &Owner{UID: 7, GID: 8}}); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dst, "etc/config")
@@ -368,17 +368,17 @@ func TestWriteFile(t *testing.T) {
 	if st := stat(t, p); fi.Mode().Perm() != 0o644 || st.Uid != 7 || st.Gid != 8 {
 		t.Errorf("heredoc mode %v owner %d:%d", fi.Mode(), st.Uid, st.Gid)
 	}
-	if err := WriteFile(dst, "/dir/", "", nil, Options{}); err == nil {
+	if err := WriteFile(dst, "/dir/", "", strings.NewReader(""), Options{}); err == nil {
 		t.Error("directory dest accepted")
 	}
 	// A file destination that is a symlink is written through inside the root; a name joined
 	// to a directory destination is replaced.
 	os.Symlink("/nowhere/f", filepath.Join(dst, "link"))
 	os.Symlink("/elsewhere", filepath.Join(dst, "etc/h"))
-	if err := WriteFile(dst, "/link", "EOF", []byte("x"), Options{}); err != nil {
+	if err := WriteFile(dst, "/link", "EOF", strings.NewReader("x"), Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFile(dst, "/etc/", "h", []byte("y"), Options{}); err != nil {
+	if err := WriteFile(dst, "/etc/", "h", strings.NewReader("y"), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if read(t, filepath.Join(dst, "nowhere/f")) != "x" {
@@ -388,7 +388,7 @@ func TestWriteFile(t *testing.T) {
 		t.Error("joined heredoc name not replaced")
 	}
 	// A destination that is a directory gets the file's name joined, as BuildKit does.
-	if err := WriteFile(dst, "/etc", "named", []byte("z"), Options{}); err != nil {
+	if err := WriteFile(dst, "/etc", "named", strings.NewReader("z"), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if read(t, filepath.Join(dst, "etc/named")) != "z" {
@@ -417,10 +417,10 @@ func TestChmodSymbolicCopy(t *testing.T) {
 		}
 	}
 	// A heredoc starts from 0644 and a URL download from 0600 before the edit.
-	if err := WriteFile(dst, "/h", "h", []byte("x"), Options{Chmod: m}); err != nil {
+	if err := WriteFile(dst, "/h", "h", strings.NewReader("x"), Options{Chmod: m}); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFile(dst, "/u", "u", []byte("x"), Options{Chmod: m, FileMode: 0o600}); err != nil {
+	if err := WriteFile(dst, "/u", "u", strings.NewReader("x"), Options{Chmod: m, FileMode: 0o600}); err != nil {
 		t.Fatal(err)
 	}
 	for p, w := range map[string]fs.FileMode{"h": 0o644, "u": 0o600} {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -161,6 +162,9 @@ func (b *builder) dispatch(s *stageState, st *state, c *command) (*graph.Step, e
 		raw := shell.NewLex('\\')
 		raw.SkipProcessQuotes = true
 		if err := ex.ExpandRaw(func(word string) (string, error) {
+			if verbatim(word) {
+				return word, nil
+			}
 			w, _, err := raw.ProcessWord(word, st.env)
 			return w, err
 		}); err != nil {
@@ -433,6 +437,14 @@ func sshCount(mounts []*graph.Mount) int {
 		}
 	}
 	return n
+}
+
+// verbatim reports whether the raw lexer would return body unchanged: it has none of the
+// characters the lexer acts on ('$', '<', the escape '\\', NUL) and is valid UTF-8 (the scanner
+// turns invalid bytes into U+FFFD). Skipping the lexer then saves a rune-by-rune copy of every
+// heredoc body, which for a 200 MB body is several times its size in garbage.
+func verbatim(body string) bool {
+	return !strings.ContainsAny(body, "$<\\\x00") && utf8.ValidString(body)
 }
 
 func (b *builder) mount(s *stageState, st *state, m *instructions.Mount, src *srcRef) (*graph.Mount, error) {

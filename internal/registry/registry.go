@@ -32,7 +32,7 @@ import (
 // Errors a caller may want to tell apart (errors.Is); the messages are written for the user.
 var (
 	ErrUnreachable  = errors.New("registry unreachable")
-	ErrUnauthorized = errors.New("unauthorized: log in with docker login or check ~/.docker/config.json")
+	ErrUnauthorized = errors.New("unauthorized")
 	ErrNotFound     = errors.New("image not found")
 	ErrNoPlatform   = errors.New("no image for platform")
 )
@@ -473,7 +473,7 @@ func classify(err error) error {
 		switch {
 		case terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden ||
 			hasCode(terr, transport.UnauthorizedErrorCode, transport.DeniedErrorCode):
-			return fmt.Errorf("%w (%v)", ErrUnauthorized, err)
+			return newAuthError(terr)
 		case terr.StatusCode == http.StatusNotFound ||
 			hasCode(terr, transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode):
 			return fmt.Errorf("%w (%v)", ErrNotFound, err)
@@ -491,6 +491,33 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// authError is a 401 or 403: it names the registry and says how to give strata credentials,
+// because the request's URL alone leaves the user guessing which login is missing or wrong.
+type authError struct {
+	host   string
+	denied bool // 403: the credentials were accepted but lack the permission
+}
+
+func newAuthError(terr *transport.Error) *authError {
+	e := &authError{host: "the registry", denied: terr.StatusCode == http.StatusForbidden}
+	if terr.Request != nil && terr.Request.URL != nil {
+		e.host = terr.Request.URL.Host
+	}
+	return e
+}
+
+func (e *authError) Error() string {
+	if e.denied {
+		return fmt.Sprintf("unauthorized: %s denied access with the credentials strata found for it; "+
+			"check they may pull or push this repository (docker login %s)", e.host, e.host)
+	}
+	return fmt.Sprintf("unauthorized: %s refused the credentials strata found for it (or it needs some and "+
+		"there are none): run `docker login %s` (strata reads $DOCKER_CONFIG/config.json, "+
+		"default ~/.docker/config.json)", e.host, e.host)
+}
+
+func (e *authError) Is(target error) bool { return target == ErrUnauthorized }
 
 func hasCode(terr *transport.Error, codes ...transport.ErrorCode) bool {
 	for _, d := range terr.Errors {

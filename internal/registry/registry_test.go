@@ -308,16 +308,23 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestUnauthorized(t *testing.T) {
+	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
 		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 		w.WriteHeader(http.StatusUnauthorized)
 	}))
 	defer srv.Close()
 	ref := srv.Listener.Addr().String() + "/private:1"
 	_, err := New(amd64()).Pull(context.Background(), ref, newStore(t), nil)
+	host := srv.Listener.Addr().String()
 	if !errors.Is(err, ErrUnauthorized) ||
-		!strings.HasPrefix(err.Error(), "pull "+ref+": unauthorized: log in with docker login or check ~/.docker/config.json") {
+		!strings.HasPrefix(err.Error(), "pull "+ref+": unauthorized: "+host+" refused the credentials strata found for it (or it needs some and there are none): run `docker login "+host+"`") {
 		t.Fatalf("Pull: %v", err)
+	}
+	// One re-authentication, then final: two pings and two manifest requests at most.
+	if n := hits.Load(); n > 4 {
+		t.Errorf("%d requests for a refused login, want at most 4", n)
 	}
 }
 

@@ -94,8 +94,18 @@ func (c *Client) retry(ctx context.Context, op func() error) error {
 		return c.limits.err
 	}
 	delay := c.limits.delay
+	reauthed := false
 	for try := 1; ; try++ {
 		err := op()
+		if err != nil && ctx.Err() == nil && errors.Is(err, ErrUnauthorized) && !reauthed {
+			// A token that expired mid-build, or a registry that rotated a session, answers 401
+			// to credentials that were fine a moment ago: the next try authenticates afresh
+			// (each operation negotiates its own token). Once only, so wrong credentials cost
+			// one more request, never a storm.
+			reauthed = true
+			try--
+			continue
+		}
 		if err == nil || ctx.Err() != nil || !retryable(err) {
 			return err
 		}

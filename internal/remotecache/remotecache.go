@@ -90,7 +90,14 @@ func (f *Fetcher) fetchInto(ctx context.Context, sink registry.BlobStore, remote
 		}
 		return nil
 	}
-	return f.Registry.FetchBlob(ctx, remote, d, sink, nil)
+	err := f.Registry.FetchBlob(ctx, remote, d, sink, nil)
+	if errors.Is(err, registry.ErrNotFound) {
+		// The cache's manifest still names the blob, but its registry deleted it (garbage
+		// collection, a retention policy): no retry brings it back, so say what to do instead.
+		return fmt.Errorf("blob %s of cache %s is gone from the registry (deleted since the cache was exported): "+
+			"build with --no-cache, or without that --cache-from, and export the cache again with --cache-to: %w", d.Digest, remote, err)
+	}
+	return err
 }
 
 // IsRepository reports whether a Layer.Remote names a registry repository (not a directory).

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"archive/tar"
 	"bufio"
+	"container/heap"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -54,40 +54,22 @@ type diffEntry struct {
 // A redirect or metacopy xattr means the upper cannot be read on its own, so Diff refuses it; Mount
 // turns both features off so they should never appear.
 func Diff(upper string, w io.Writer) (DiffResult, error) {
-	var entries []diffEntry
-	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(upper, p)
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			return nil
-		}
-		es, err := diffEntries(p, filepath.ToSlash(rel))
-		if err != nil {
-			return fmt.Errorf("diff %s: %w", rel, err)
-		}
-		entries = append(entries, es...)
-		return nil
-	})
-	if err != nil {
-		return DiffResult{}, fmt.Errorf("diff %s: %w", upper, err)
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].key < entries[j].key })
-
 	bw := bufio.NewWriterSize(w, 1<<20)
 	tw := tar.NewWriter(bw)
 	id := sha256.New()
 	id.Write([]byte(contentIDVersion))
 	links := map[[2]uint64]string{}
 	copyBuf := new([64 << 10]byte)
-	for i := range entries {
-		if err := writeEntry(tw, id, upper, &entries[i], links, copyBuf); err != nil {
-			return DiffResult{}, fmt.Errorf("diff %s: %w", entries[i].hdr.Name, err)
+	n := 0
+	err := walkSorted(upper, func(e *diffEntry) error {
+		n++
+		if err := writeEntry(tw, id, upper, e, links, copyBuf); err != nil {
+			return fmt.Errorf("diff %s: %w", e.hdr.Name, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return DiffResult{}, err
 	}
 	if err := tw.Close(); err != nil {
 		return DiffResult{}, fmt.Errorf("diff %s: close tar: %w", upper, err)
@@ -97,9 +79,112 @@ func Diff(upper string, w io.Writer) (DiffResult, error) {
 	}
 	return DiffResult{
 		ContentID: digest.NewDigest(digest.SHA256, id),
-		Empty:     len(entries) == 0,
-		Entries:   len(entries),
+		Empty:     n == 0,
+		Entries:   n,
 	}, nil
+}
+
+// pending is an upper path Diff has listed but not yet written, or an opaque marker waiting for
+// its turn; only its sort key and name are held, never a header, so a layer of a million entries
+// costs the names of the directories being walked, not a million headers.
+type pending struct {
+	key    string
+	rel    string
+	marker *diffEntry // an opaque marker built when its directory was written
+}
+
+// pendingHeap orders pending entries by key.
+type pendingHeap []pending
+
+func (h pendingHeap) Len() int           { return len(h) }
+func (h pendingHeap) Less(i, j int) bool { return h[i].key < h[j].key }
+func (h pendingHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *pendingHeap) Push(x any)        { *h = append(*h, x.(pending)) }
+func (h *pendingHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = pending{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// walkSorted calls fn for every tar entry of upper in sort-key order, the order a sort of the
+// whole list would give, without building that list: a heap holds the entries listed so far, and
+// a directory's children are listed when the directory itself is written. Every key starts with
+// its parent's key (whiteouts and markers included), so a parent always comes out before its
+// children and nothing smaller than the entry being written can still be unlisted.
+func walkSorted(upper string, fn func(*diffEntry) error) error {
+	h := &pendingHeap{}
+	list := func(rel string) error {
+		dir := upper
+		if rel != "" {
+			dir = filepath.Join(upper, filepath.FromSlash(rel))
+		}
+		f, err := os.Open(dir)
+		if err != nil {
+			return fmt.Errorf("diff %s: %w", upper, err)
+		}
+		defer f.Close()
+		for {
+			ents, err := f.ReadDir(1024)
+			for _, d := range ents {
+				child := d.Name()
+				if rel != "" {
+					child = rel + "/" + child
+				}
+				key := child
+				if d.Type()&fs.ModeCharDevice != 0 {
+					// A 0/0 character device is a whiteout, written (and sorted) as .wh.NAME.
+					var st unix.Stat_t
+					if err := unix.Lstat(filepath.Join(dir, d.Name()), &st); err != nil {
+						return fmt.Errorf("diff %s: %w", child, err)
+					}
+					if st.Rdev == 0 {
+						key = path.Join(path.Dir(child), whiteoutPrefix+d.Name())
+					}
+				}
+				heap.Push(h, pending{key: key, rel: child})
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("diff %s: list %s: %w", upper, rel, err)
+			}
+		}
+	}
+	if err := list(""); err != nil {
+		return err
+	}
+	for h.Len() > 0 {
+		p := heap.Pop(h).(pending)
+		if p.marker != nil {
+			if err := fn(p.marker); err != nil {
+				return err
+			}
+			continue
+		}
+		es, err := diffEntries(filepath.Join(upper, filepath.FromSlash(p.rel)), p.rel)
+		if err != nil {
+			return fmt.Errorf("diff %s: %w", p.rel, err)
+		}
+		for i := range es {
+			if es[i].key != p.key {
+				// The opaque marker sorts among the directory's children.
+				heap.Push(h, pending{key: es[i].key, marker: &es[i]})
+				continue
+			}
+			if err := fn(&es[i]); err != nil {
+				return err
+			}
+		}
+		if len(es) > 0 && es[0].hdr.Typeflag == tar.TypeDir {
+			if err := list(p.rel); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // diffEntries builds the tar entries for one upper path. Sort keys are the cleaned path, except the

@@ -475,3 +475,54 @@ func BenchmarkUnpack(b *testing.B) {
 		}
 	}
 }
+
+// Diff streams entries in the order a sort of every key gives, although it never holds the whole
+// list: names where '-' or '.' sort before '/' interleave a directory's subtree with its
+// siblings ("a", "a-b", "a.c/x", "a/x"), and whiteouts and opaque markers sort by their tar names.
+func TestDiffOrderMatchesFullSort(t *testing.T) {
+	d := t.TempDir()
+	for _, p := range []string{"a/x/y", "a-b/z", "a.c/x", "a0", "b/.keep", "a/x-1", "a/x.0/q", "op/k"} {
+		if err := os.MkdirAll(filepath.Join(d, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, w := range []string{"a/gone", "a-", "b/.wh"} {
+		if err := unix.Mknod(filepath.Join(d, w), unix.S_IFCHR, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Setxattr(filepath.Join(d, "op"), "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		t.Skipf("trusted xattrs unavailable: %v", err)
+	}
+	var buf bytes.Buffer
+	res, err := Diff(d, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, h.Name)
+	}
+	// The keys are the names without a directory's trailing slash, the marker keyed "op/\x00".
+	keys := make([]string, len(got))
+	for i, n := range got {
+		keys[i] = strings.TrimSuffix(strings.Replace(n, "/"+whiteoutOpaque, "/\x00", 1), "/")
+	}
+	if !sort.StringsAreSorted(keys) {
+		t.Errorf("entries not in key order: %q", got)
+	}
+	if res.Entries != len(got) || len(got) != 19 {
+		t.Errorf("%d entries written, result says %d, want 19: %q", len(got), res.Entries, got)
+	}
+}

@@ -463,19 +463,21 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 		if f.Chomp {
 			data = strings.TrimSuffix(data, "\n")
 		}
-		if err := copier.WriteFile(root, dest, f.Name, []byte(data), o); err != nil {
+		if err := copier.WriteFile(root, dest, f.Name, strings.NewReader(data), o); err != nil {
 			return err
 		}
 	}
 	for _, u := range in.urls {
-		data, err := os.ReadFile(u.path)
+		fh, err := os.Open(u.path)
 		if err != nil {
 			return err
 		}
 		o := opts
 		o.FromContext = true
 		o.FileMode = 0o600
-		if err := copier.WriteFile(root, dest, u.name, data, o); err != nil {
+		err = copier.WriteFile(root, dest, u.name, fh, o)
+		fh.Close()
+		if err != nil {
 			return err
 		}
 	}
@@ -543,7 +545,8 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			if f.Chomp {
 				data = strings.TrimSuffix(data, "\n")
 			}
-			if err := os.WriteFile(filepath.Join(dir, path.Base(f.Name)), []byte(data), 0o755); err != nil {
+			// Written from the string itself: a []byte conversion would copy a big script.
+			if err := writeString(filepath.Join(dir, path.Base(f.Name)), data, 0o755); err != nil {
 				return err
 			}
 		}
@@ -837,4 +840,17 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// writeString is os.WriteFile for a string, without converting it to a []byte (a copy).
+func writeString(name, data string, perm os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(f, data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -208,7 +208,7 @@ func (in *inputs) summary(step *graph.Step, parent digest.Digest) map[string]str
 }
 
 func fileSig(f contenthash.File) string {
-	return fmt.Sprintf("%o %s %s %d:%d", uint32(f.Mode), f.Digest, f.Link, f.UID, f.GID)
+	return fmt.Sprintf("%o %s %s %d:%d", uint32(f.Mode), f.Digest(), f.Link, f.UID, f.GID)
 }
 
 func shortHash(s string) string {
@@ -236,7 +236,7 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 		in.def = map[string]any{
 			"srcs": c.Srcs, "dest": copyDest(step), "chown": c.Chown, "chmod": c.Chmod,
 			"link": c.Link, "parents": c.Parents, "excludes": c.Excludes, "unpack": c.Unpack,
-			"files": c.Files, "keepGit": c.KeepGit, "checksum": c.Checksum,
+			"files": keyFiles(c.Files), "keepGit": c.KeepGit, "checksum": c.Checksum,
 			"from": fromIdentity(c.From),
 		}
 		for k, v := range copySemantics(step) {
@@ -327,7 +327,7 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 func runDef(r *graph.RunOp, network string, mounts []map[string]any) map[string]any {
 	def := map[string]any{
 		"args": r.Args, "env": r.Env, "user": r.User, "cwd": r.Cwd, "network": network,
-		"security": r.Security, "mounts": mounts, "files": r.Files,
+		"security": r.Security, "mounts": mounts, "files": keyFiles(r.Files),
 	}
 	// Only when set, so the keys of steps in the default sandbox stay as they were.
 	if !r.Sandbox.IsZero() {
@@ -337,6 +337,42 @@ func runDef(r *graph.RunOp, network string, mounts []map[string]any) map[string]
 		}
 	}
 	return def
+}
+
+// bigInline is the heredoc size from which the key names a body by its digest instead of
+// carrying it: the key document is JSON-encoded (and encoded again for the miss summary), and a
+// 200 MB body would cost several times its size in escaped copies.
+const bigInline = 1 << 20
+
+// hashedInline is an InlineFile whose body the key holds as a digest. The extra field keeps it
+// distinct from any small file, whose body is in the key as written.
+type hashedInline struct {
+	graph.InlineFile
+	DataSHA256 string
+}
+
+// keyFiles is files as the key document holds them: unchanged (so existing keys stay valid)
+// unless a body is big, which is then hashed in place.
+func keyFiles(files []graph.InlineFile) any {
+	big := false
+	for _, f := range files {
+		big = big || len(f.Data) >= bigInline
+	}
+	if !big {
+		return files
+	}
+	out := make([]any, len(files))
+	for i, f := range files {
+		if len(f.Data) < bigInline {
+			out[i] = f
+			continue
+		}
+		h := sha256.New()
+		io.WriteString(h, f.Data)
+		f.Data = ""
+		out[i] = hashedInline{InlineFile: f, DataSHA256: hex.EncodeToString(h.Sum(nil))}
+	}
+	return out
 }
 
 // seedsCache reports whether a cache mount with from= starts from the source's files. BuildKit
@@ -775,7 +811,7 @@ func keyDigest(step *graph.Step, sel *contenthash.Selection) string {
 		if c.Chown != "" {
 			uid, gid = 0, 0
 		}
-		fmt.Fprintf(h, "f %q %o %d %q %s %d %d\n", f.Path, uint32(mode), f.Size, f.Link, f.Digest, uid, gid)
+		fmt.Fprintf(h, "f %q %o %d %q %s %d %d\n", f.Path, uint32(mode), f.Size, f.Link, f.Digest(), uid, gid)
 		if f.HardLink != "" {
 			fmt.Fprintf(h, "h %q\n", f.HardLink) // only when set: other selections keep their digest
 		}

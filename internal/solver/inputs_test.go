@@ -1,9 +1,11 @@
 package solver
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/strata-build/strata/internal/contenthash"
@@ -137,5 +139,21 @@ func TestCopyVersion(t *testing.T) {
 		if ok != tc.want || (ok && v != copyVersion) {
 			t.Errorf("%+v: copyVersion %v, %v", tc.step.Copy, v, ok)
 		}
+	}
+}
+
+// A big heredoc body is in the key as its digest (no copy of the body is encoded), two bodies
+// that differ in one byte still get different keys, and small bodies keep the encoding existing
+// keys were made with.
+func TestKeyFilesHashesBigBodies(t *testing.T) {
+	small := []graph.InlineFile{{Name: "EOF", Data: "echo hi\n"}}
+	if got, _ := json.Marshal(keyFiles(small)); string(got) != `[{"Name":"EOF","Data":"echo hi\n","Chomp":false,"Expand":false,"Mode":0}]` {
+		t.Errorf("small body encoded as %s", got)
+	}
+	body := strings.Repeat("x", bigInline)
+	a, _ := json.Marshal(keyFiles([]graph.InlineFile{{Name: "EOF", Data: body + "a"}}))
+	b, _ := json.Marshal(keyFiles([]graph.InlineFile{{Name: "EOF", Data: body + "b"}}))
+	if len(a) > 300 || bytes.Equal(a, b) {
+		t.Errorf("big bodies encoded as %d bytes, equal=%v: %.200s", len(a), bytes.Equal(a, b), a)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // RegistryBinary is Debian's build of the CNCF distribution registry.
@@ -26,6 +28,8 @@ type Registry struct {
 	log  *syncBuffer
 	done chan struct{}
 	once sync.Once
+
+	user, password string // set for StartAuthRegistry
 }
 
 // registryConfig is written from scratch because Debian's /etc/docker/registry/config.yml turns on
@@ -48,8 +52,26 @@ http:
   addr: %s
 `
 
+// authConfig is appended to registryConfig by StartAuthRegistry: distribution's htpasswd auth,
+// which answers every request without valid basic credentials with a 401 challenge.
+const authConfig = `auth:
+  htpasswd:
+    realm: strata-test
+    path: %s
+`
+
 // StartRegistry starts a registry on a free 127.0.0.1 port and waits until GET /v2/ answers 200.
 func StartRegistry() (*Registry, error) {
+	return startWithRetries("", "")
+}
+
+// StartAuthRegistry starts a registry that requires user and password (htpasswd, bcrypt) and
+// waits until GET /v2/ answers 401 without credentials and 200 with them.
+func StartAuthRegistry(user, password string) (*Registry, error) {
+	return startWithRetries(user, password)
+}
+
+func startWithRetries(user, password string) (*Registry, error) {
 	if _, err := os.Stat(RegistryBinary); err != nil {
 		return nil, fmt.Errorf("start registry: %w (install the docker-registry package)", err)
 	}
@@ -57,7 +79,7 @@ func StartRegistry() (*Registry, error) {
 	// few times beats holding the socket and passing it down.
 	var lastErr error
 	for range 3 {
-		r, err := startRegistry()
+		r, err := startRegistry(user, password)
 		if err == nil {
 			return r, nil
 		}
@@ -66,7 +88,7 @@ func StartRegistry() (*Registry, error) {
 	return nil, lastErr
 }
 
-func startRegistry() (*Registry, error) {
+func startRegistry(user, password string) (*Registry, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, fmt.Errorf("start registry: %w", err)
@@ -76,7 +98,21 @@ func startRegistry() (*Registry, error) {
 		return nil, fmt.Errorf("start registry: %w", err)
 	}
 	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, registryConfig, filepath.Join(dir, "data"), addr), 0o644); err != nil {
+	config := fmt.Appendf(nil, registryConfig, filepath.Join(dir, "data"), addr)
+	if user != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("start registry: %w", err)
+		}
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, fmt.Appendf(nil, "%s:%s\n", user, hash), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("start registry: %w", err)
+		}
+		config = fmt.Appendf(config, authConfig, htpasswd)
+	}
+	if err := os.WriteFile(cfg, config, 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start registry: %w", err)
 	}
@@ -94,10 +130,14 @@ func startRegistry() (*Registry, error) {
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				r.user, r.password = user, password
 				return r, nil
 			}
 			r.Close()
@@ -117,6 +157,9 @@ func startRegistry() (*Registry, error) {
 
 // Addr is host:port, usable as the registry part of a reference.
 func (r *Registry) Addr() string { return r.addr }
+
+// Credentials returns the user and password an auth registry requires ("", "" for none).
+func (r *Registry) Credentials() (user, password string) { return r.user, r.password }
 
 // Log returns what the registry has printed so far, for failure messages.
 func (r *Registry) Log() string { return r.log.String() }
@@ -151,7 +194,11 @@ func PushBusyboxAs(reg *Registry, repoTag string) (string, error) {
 		return "", err
 	}
 	ref := reg.Addr() + "/" + repoTag
-	if err := Skopeo("copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", "oci:"+dir+":latest", "docker://"+ref); err != nil {
+	args := []string{"copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"}
+	if reg.user != "" {
+		args = append(args, "--dest-creds", reg.user+":"+reg.password)
+	}
+	if err := Skopeo(append(args, "oci:"+dir+":latest", "docker://"+ref)...); err != nil {
 		return "", fmt.Errorf("push busybox: %w", err)
 	}
 	return ref, nil
