@@ -142,6 +142,14 @@ func TestRealWorldFrontend(t *testing.T) {
 			targets, err := buildkitTargets(df, plat)
 			if err != nil {
 				t.Logf("BuildKit refuses %s (%s, build args unset): %v", f, plat, err)
+				// strata must refuse it too.
+				if _, serr := Parse(context.Background(), Options{
+					Dockerfile: df, Filename: filepath.Base(f), BuildArgs: args,
+					Platform: ocispec.Platform{OS: "linux", Architecture: strings.Split(plat, "/")[1]},
+					Resolver: realWorldImages{},
+				}); serr == nil {
+					t.Errorf("strata accepts %s (%s), which BuildKit refuses: %v", f, plat, err)
+				}
 				break
 			}
 			bkAccepts = true
