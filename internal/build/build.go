@@ -293,7 +293,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		res, err := solver.Solve(ctx, b, sopts)
 		if err != nil {
 			if sc != nil {
-				_ = sc.Save(scPath)
+				_ = sc.Save(scPath, st.Scratch())
 			}
 			return nil, err
 		}
@@ -316,7 +316,7 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		steps = append(steps, res.Steps...)
 	}
 	if sc != nil {
-		if err := sc.Save(scPath); err != nil {
+		if err := sc.Save(scPath, st.Scratch()); err != nil {
 			o.Warn(fmt.Sprintf("stat cache not saved: %v", err))
 		}
 	}

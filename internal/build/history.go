@@ -82,7 +82,7 @@ func (h *buildHistory) finish(built **Result, errp *error) {
 	if keep < 0 {
 		_, err = history.Prune(h.o.Store.Root(), 0)
 	} else {
-		err = history.Write(h.o.Store.Root(), h.record(*built, *errp), keep)
+		err = history.Write(h.o.Store.Root(), h.o.Store.Scratch(), h.record(*built, *errp), keep)
 	}
 	if err != nil && h.o.Warn != nil {
 		h.o.Warn(err.Error())

@@ -65,7 +65,7 @@ func TestPriceCountsBroadCopyReruns(t *testing.T) {
 		build(filepath.Join(t.TempDir(), "Dockerfile"), 8, "miss/src/app.js changed/1s", "miss/parent step changed/99s"),
 	}
 	for _, r := range recs {
-		if err := history.Write(root, r, 0); err != nil {
+		if err := history.Write(root, "", r, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -212,7 +212,7 @@ func TestPriceWithoutHistoryChangesNothing(t *testing.T) {
 
 	emptyRoot := t.TempDir()
 	otherRoot := t.TempDir()
-	if err := history.Write(otherRoot, build(filepath.Join(dir, "sub", "Dockerfile"), 1, "miss/a.js changed/1s", "miss/parent step changed/9s"), 0); err != nil {
+	if err := history.Write(otherRoot, "", build(filepath.Join(dir, "sub", "Dockerfile"), 1, "miss/a.js changed/1s", "miss/parent step changed/9s"), 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, root := range []string{emptyRoot, otherRoot, filepath.Join(dir, "no-store")} {
@@ -242,7 +242,7 @@ func TestPriceWithoutHistoryChangesNothing(t *testing.T) {
 func TestPreflight(t *testing.T) {
 	root := t.TempDir()
 	df := filepath.Join(t.TempDir(), "Dockerfile")
-	if err := history.Write(root, build(df, 1, "miss/src/a.js changed/1s", "miss/parent step changed/3s"), 0); err != nil {
+	if err := history.Write(root, "", build(df, 1, "miss/src/a.js changed/1s", "miss/parent step changed/3s"), 0); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -358,7 +358,7 @@ func TestStatCache(t *testing.T) {
 	if n := len(hash.paths); n != 3 {
 		t.Fatalf("cold select hashed %d files, want 3", n)
 	}
-	if err := c.Save(cacheFile); err != nil {
+	if err := c.Save(cacheFile, ""); err != nil {
 		t.Fatal(err)
 	}
 	c, _ = LoadStatCache(cacheFile)
@@ -384,7 +384,7 @@ func TestStatCache(t *testing.T) {
 	// A file modified just now is racy: its entry must not be trusted on the next run.
 	os.WriteFile(filepath.Join(d, "package.json"), []byte(`{"name":"y"}`), 0o644)
 	sel(t, &Source{Root: d, StatCache: c}, "package.json")
-	c.Save(cacheFile)
+	c.Save(cacheFile, "")
 	c, _ = LoadStatCache(cacheFile)
 	hash.paths = nil
 	sel(t, &Source{Root: d, StatCache: c}, "package.json")

@@ -84,7 +84,10 @@ func LoadStatCache(file string) (*StatCache, error) {
 
 // Save writes the cache atomically (temp file, fsync, rename) so a concurrent reader or a crash
 // never sees half a cache.
-func (c *StatCache) Save(file string) error {
+// Save writes the cache to file through a temp file in scratch (a store's per-process scratch
+// dir, removed by a later Open if the process died, so a kill leaves nothing beside file); an
+// empty scratch writes beside file.
+func (c *StatCache) Save(file, scratch string) error {
 	c.mu.Lock()
 	if !c.dirty {
 		// Keeping the older RecordedAt is safe: it can only make more entries look racy.
@@ -106,7 +109,10 @@ func (c *StatCache) Save(file string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create stat cache dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".statcache-*")
+	if scratch == "" {
+		scratch = dir
+	}
+	tmp, err := os.CreateTemp(scratch, ".statcache-*")
 	if err != nil {
 		return fmt.Errorf("create stat cache temp file: %w", err)
 	}

@@ -245,7 +245,7 @@ func TestExplainPreviousAndTwoIDs(t *testing.T) {
 	b := rec("aaaa000000000003", 3, map[string]string{"V": "2"}, miss("stage-0", 2, 2, "RUN a", "a2", "build arg or env V changed"))
 	c := rec("aaaa000000000004", 4, map[string]string{"V": "3"}, miss("stage-0", 2, 2, "RUN a", "a3", "build arg or env V changed"))
 	for _, r := range []*Record{a, other, b, c} {
-		if err := Write(root, r, 0); err != nil {
+		if err := Write(root, "", r, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

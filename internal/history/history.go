@@ -181,7 +181,7 @@ func entries(root string) ([]entry, error) {
 
 // Write stores r (complete or not at all: temp file, fsync, rename, as the store writes every
 // file) and then bounds the history to the keep newest builds (keep ≤ 0: no bound).
-func Write(root string, r *Record, keep int) error {
+func Write(root, scratch string, r *Record, keep int) error {
 	if r.ID == "" || strings.ContainsAny(r.ID, "-/.") {
 		return fmt.Errorf("build history: bad record id %q", r.ID)
 	}
@@ -194,7 +194,7 @@ func Write(root string, r *Record, keep int) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("build history: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, fileName(r)), data); err != nil {
+	if err := writeFileAtomic(scratch, filepath.Join(dir, fileName(r)), data); err != nil {
 		return fmt.Errorf("build history: write record %s: %w", r.ID, err)
 	}
 	if keep > 0 {
@@ -205,8 +205,13 @@ func Write(root string, r *Record, keep int) error {
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+filepath.Base(path)+"-")
+// writeFileAtomic writes path through a temp file in scratch (the store's per-process scratch
+// dir, removed by a later Open if the process died), or beside path when scratch is "".
+func writeFileAtomic(scratch, path string, data []byte) error {
+	if scratch == "" {
+		scratch = filepath.Dir(path)
+	}
+	f, err := os.CreateTemp(scratch, tmpPrefix+filepath.Base(path)+"-")
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ var t0 = time.Date(2026, 12, 3, 6, 0, 0, 123456789, time.UTC)
 func TestRoundTrip(t *testing.T) {
 	root := t.TempDir()
 	want := sample("0123456789abcdef", t0)
-	if err := Write(root, want, DefaultKeep); err != nil {
+	if err := Write(root, "", want, DefaultKeep); err != nil {
 		t.Fatal(err)
 	}
 	if want.Version != Version {
@@ -70,7 +70,7 @@ func TestRoundTrip(t *testing.T) {
 func TestListNewestFirstAndAmbiguousPrefix(t *testing.T) {
 	root := t.TempDir()
 	for i, id := range []string{"aa01", "aa02", "bb03"} {
-		if err := Write(root, sample(id, t0.Add(time.Duration(i)*time.Minute)), 0); err != nil {
+		if err := Write(root, "", sample(id, t0.Add(time.Duration(i)*time.Minute)), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,7 +103,7 @@ func TestListNewestFirstAndAmbiguousPrefix(t *testing.T) {
 func TestKeepBounds(t *testing.T) {
 	root := t.TempDir()
 	for i := range 7 {
-		if err := Write(root, sample(fmt.Sprintf("%04x", i), t0.Add(time.Duration(i)*time.Second)), 3); err != nil {
+		if err := Write(root, "", sample(fmt.Sprintf("%04x", i), t0.Add(time.Duration(i)*time.Second)), 3); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -129,7 +129,7 @@ func TestKeepBounds(t *testing.T) {
 func TestDamagedRecordSkipped(t *testing.T) {
 	root := t.TempDir()
 	for i, id := range []string{"0001", "0002", "0003"} {
-		if err := Write(root, sample(id, t0.Add(time.Duration(i)*time.Second)), 0); err != nil {
+		if err := Write(root, "", sample(id, t0.Add(time.Duration(i)*time.Second)), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -174,7 +174,7 @@ func TestDamagedRecordSkipped(t *testing.T) {
 
 func TestTempFilesInvisibleAndSwept(t *testing.T) {
 	root := t.TempDir()
-	if err := Write(root, sample("0001", t0), 0); err != nil {
+	if err := Write(root, "", sample("0001", t0), 0); err != nil {
 		t.Fatal(err)
 	}
 	// What a writer killed between create and rename leaves: never listed, removed once stale.
@@ -226,7 +226,7 @@ func TestConcurrentWritersGoroutines(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				r := sample(fmt.Sprintf("%02x%02x%s", w, i, NewID()), time.Now())
-				errs <- Write(root, r, keep)
+				errs <- Write(root, "", r, keep)
 			}
 		}()
 	}
@@ -248,7 +248,7 @@ func TestWriterProcess(t *testing.T) {
 	}
 	keep, _ := strconv.Atoi(os.Getenv("STRATA_HISTORY_TEST_KEEP"))
 	for range 30 {
-		if err := Write(root, sample(NewID(), time.Now()), keep); err != nil {
+		if err := Write(root, "", sample(NewID(), time.Now()), keep); err != nil {
 			t.Fatal(err)
 		}
 	}

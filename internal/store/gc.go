@@ -155,7 +155,7 @@ func (c *snapshotSizes) save() {
 		}
 	}
 	if c.changed {
-		writeJSON(c.path, c.m)
+		writeJSON("", c.path, c.m)
 	}
 }
 

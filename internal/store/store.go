@@ -325,8 +325,15 @@ func (w *BlobWriter) Abort() {
 // ---- small JSON files ----
 
 // writeFileAtomic makes data visible at path only complete.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+// writeFileAtomic writes path through a temp file in tmpDir (this process's scratch dir, which a
+// later Open removes if the process died; the same filesystem, so the rename is atomic), so a
+// kill mid-write leaves nothing in the index dirs. An empty tmpDir writes beside path.
+func writeFileAtomic(tmpDir, path string, data []byte) error {
+	dir := tmpDir
+	if dir == "" {
+		dir = filepath.Dir(path)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-")
 	if err != nil {
 		return err
 	}
@@ -345,12 +352,12 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(f.Name(), path)
 }
 
-func writeJSON(path string, v any) error {
+func writeJSON(tmpDir, path string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := writeFileAtomic(tmpDir, path, data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -401,7 +408,7 @@ func (s *Store) PutLayer(l Layer) error {
 		return fmt.Errorf("layer: %w", err)
 	}
 	s.used.add(leaseLayer, l.DiffID.Encoded())
-	return writeJSON(s.layerPath(l.DiffID), l)
+	return writeJSON(s.tmpDir, s.layerPath(l.DiffID), l)
 }
 
 // GetLayer returns the layer record for diffID.
@@ -491,7 +498,7 @@ func (s *Store) PutRecord(r *Record) error {
 		return fmt.Errorf("record: bad key %q", r.Key)
 	}
 	s.used.add(leaseRecord, r.Key)
-	return writeJSON(s.recordPath(r.Key), r)
+	return writeJSON(s.tmpDir, s.recordPath(r.Key), r)
 }
 
 func validKey(k string) bool {
@@ -524,7 +531,11 @@ func (s *Store) SetLast(position string, inputs map[string]string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-last-")
+	dir := s.tmpDir // as writeFileAtomic: a kill leaves no temp file among the records
+	if dir == "" {
+		dir = filepath.Dir(p)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-last-")
 	if err != nil {
 		return err
 	}
@@ -598,7 +609,7 @@ func (s *Store) PutSelection(memoKey string, m SelectionMemo) error {
 	if !m.Valid() {
 		return fmt.Errorf("selection memo %s: malformed", memoKey)
 	}
-	return writeJSON(s.selectionPath(memoKey), m)
+	return writeJSON(s.tmpDir, s.selectionPath(memoKey), m)
 }
 
 // ---- tags ----
@@ -606,7 +617,7 @@ func (s *Store) PutSelection(memoKey string, m SelectionMemo) error {
 // Tag points name at a manifest digest.
 func (s *Store) Tag(name string, manifest digest.Digest) error {
 	s.used.add(leaseImage, manifest.String())
-	return writeFileAtomic(filepath.Join(s.root, "tags", url.PathEscape(name)), []byte(manifest.String()))
+	return writeFileAtomic(s.tmpDir, filepath.Join(s.root, "tags", url.PathEscape(name)), []byte(manifest.String()))
 }
 
 // Lookup returns the manifest digest a tag points at.
@@ -631,6 +642,10 @@ func (s *Store) Untag(name string) error {
 	}
 	return err
 }
+
+// Scratch is this process's scratch dir in the store ("" for a read-only open): writers outside
+// the package put their temp files there, so a kill leaves none among the store's records.
+func (s *Store) Scratch() string { return s.tmpDir }
 
 // Tags lists name → manifest digest.
 func (s *Store) Tags() (map[string]digest.Digest, error) {
@@ -679,7 +694,7 @@ func (s *Store) Resolved(ref string) (digest.Digest, error) {
 func (s *Store) SetResolved(ref string, d digest.Digest) error {
 	s.used.add(leaseResolved, url.PathEscape(ref))
 	s.used.add(leaseImage, d.String())
-	return writeFileAtomic(filepath.Join(s.root, "resolved", url.PathEscape(ref)), []byte(d.String()))
+	return writeFileAtomic(s.tmpDir, filepath.Join(s.root, "resolved", url.PathEscape(ref)), []byte(d.String()))
 }
 
 // ---- cache mounts and stat caches ----
