@@ -225,11 +225,7 @@ func Rewrite(img *Image, configBytes []byte, put func([]byte) (digest.Digest, er
 		return nil, err
 	}
 	m.Config.Digest, m.Config.Size = cd, int64(len(configBytes))
-	mb, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	md, err := put(mb)
+	mb, md, err := putJSON(m, put)
 	if err != nil {
 		return nil, err
 	}
@@ -257,11 +253,7 @@ func Annotate(img *Image, manifest, descriptor map[string]string, put func([]byt
 			m.Annotations = map[string]string{}
 		}
 		maps.Copy(m.Annotations, manifest)
-		mb, err := json.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		md, err := put(mb)
+		mb, md, err := putJSON(m, put)
 		if err != nil {
 			return nil, err
 		}
@@ -291,11 +283,7 @@ func NewIndex(children []*Image, put func([]byte) (digest.Digest, error)) (*Imag
 		d.Platform = p
 		idx.Manifests = append(idx.Manifests, d)
 	}
-	b, err := json.Marshal(idx)
-	if err != nil {
-		return nil, err
-	}
-	d, err := put(b)
+	b, d, err := putJSON(idx, put)
 	if err != nil {
 		return nil, err
 	}
@@ -304,4 +292,17 @@ func NewIndex(children []*Image, put func([]byte) (digest.Digest, error)) (*Imag
 		ManifestBytes: b,
 		Children:      children,
 	}, nil
+}
+
+// putJSON encodes v and stores it through put, returning the bytes and their digest.
+func putJSON(v any, put func([]byte) (digest.Digest, error)) ([]byte, digest.Digest, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, "", err
+	}
+	d, err := put(b)
+	if err != nil {
+		return nil, "", err
+	}
+	return b, d, nil
 }
