@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -198,7 +199,7 @@ func (b *builder) dispatch(s *stageState, st *state, c *command) (*graph.Step, e
 			excludes: x.ExcludePatterns, checksum: x.Checksum, unpack: x.Unpack,
 		}
 		if x.KeepGitDir != nil {
-			a.keepGit = *x.KeepGitDir
+			a.keepGit, a.keepGitSet = *x.KeepGitDir, true
 		}
 		err = b.dispatchCopy(s, st, c, step, a)
 	case *instructions.WorkdirCommand:
@@ -578,6 +579,8 @@ type copyArgs struct {
 	checksum string
 	unpack   *bool
 	keepGit  bool
+	// keepGitSet: --keep-git-dir was given (a URL's ?keep-git-dir= must then agree with it)
+	keepGitSet bool
 }
 
 func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph.Step, a copyArgs) error {
@@ -609,7 +612,7 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 		if len(a.sd.SourcePaths) != 1 {
 			return fmt.Errorf("checksum can't be specified for multiple sources")
 		}
-		if !isHTTPSource(a.sd.SourcePaths[0]) {
+		if !isHTTPSource(a.sd.SourcePaths[0]) && !isGitSource(a.sd.SourcePaths[0]) {
 			return fmt.Errorf("checksum requires HTTP(S) sources")
 		}
 	}
@@ -626,8 +629,15 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 	local := false
 	for _, src := range a.sd.SourcePaths {
 		switch {
-		case isGitSource(src) && a.add:
-			return fmt.Errorf("git sources are not supported: %s", src)
+		case isGitSource(src):
+			if !a.add {
+				return fmt.Errorf("source can't be a git ref for COPY")
+			}
+			g, err := parseGitSource(src, a)
+			if err != nil {
+				return err
+			}
+			op.Git = append(op.Git, g)
 		case isHTTPSource(src):
 			if !a.add {
 				return fmt.Errorf("source can't be a URL for COPY")
@@ -667,6 +677,36 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 	step.Copy = op
 	step.CreatedBy = strings.Join(msg, " ") + " # buildkit"
 	return nil
+}
+
+// parseGitSource reads a git ADD source as BuildKit v0.33.1's dockerfile2llb does: the
+// #ref:subdir fragment (or ?ref=&subdir=&keep-git-dir=&checksum=&submodules= query), with
+// --keep-git-dir and --checksum from the instruction, which must agree with the URL's.
+func parseGitSource(src string, a copyArgs) (graph.GitSource, error) {
+	ref, isGit, err := dfgitutil.ParseGitRef(src)
+	if err != nil {
+		return graph.GitSource{}, err
+	}
+	if !isGit || ref == nil {
+		return graph.GitSource{}, fmt.Errorf("not a git source: %s", src)
+	}
+	g := graph.GitSource{Remote: ref.Remote, Ref: ref.Ref, SubDir: ref.SubDir, KeepGitDir: a.keepGit, Submodules: true, Checksum: a.checksum}
+	if ref.KeepGitDir != nil {
+		if a.keepGitSet && a.keepGit != *ref.KeepGitDir {
+			return graph.GitSource{}, fmt.Errorf("inconsistent keep-git-dir configuration")
+		}
+		g.KeepGitDir = *ref.KeepGitDir
+	}
+	if ref.Checksum != "" {
+		if a.checksum != "" && a.checksum != ref.Checksum {
+			return graph.GitSource{}, fmt.Errorf("checksum mismatch %q != %q", a.checksum, ref.Checksum)
+		}
+		g.Checksum = ref.Checksum
+	}
+	if ref.Submodules != nil && !*ref.Submodules {
+		g.Submodules = false
+	}
+	return g, nil
 }
 
 // canonicalChown spells a lone numeric --chown user as "uid:uid", which is what BuildKit makes of
