@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,4 +164,43 @@ func gitKeys[V any](m map[string]V) []string {
 		k = append(k, p)
 	}
 	return k
+}
+
+// TestAddGitHTTP serves the repository with git http-backend (net/http/cgi) and builds an ADD of
+// http://user:secret@127.0.0.1:PORT/work/.git by commit sha and by annotated tag with the tag
+// object's checksum: the credentials appear neither in the output nor in a kept .git.
+func TestAddGitHTTP(t *testing.T) {
+	g := serveGit(t)
+	c1 := g.commit(map[string]string{"README": "one\n"}, "one")
+	g.git("tag", "-a", "v1", "-m", "v1")
+	tagObj := g.git("rev-parse", "v1")
+	c2 := g.commit(map[string]string{"README": "two\n"}, "two")
+	gitBin, _ := exec.LookPath("git")
+	h := &cgi.Handler{Path: gitBin, Args: []string{"http-backend"}, Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(g.work), "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://user:secret@", 1) + "/work/.git"
+	e := newEnv(t)
+	ctx := e.project("http", map[string]string{"Dockerfile": "FROM {{BASE}}\n" +
+		"ADD " + u + "#" + c1 + " /bysha\n" +
+		"ADD --checksum=" + tagObj[:12] + " --keep-git-dir=true " + u + "#v1 /tag\n" +
+		"ADD " + u + " /head\n"})
+	o, r := e.buildOCI("http", ctx)
+	if strings.Contains(r.out, "secret") {
+		t.Errorf("credentials in the build output:\n%s", r.out)
+	}
+	n := len(o.layers)
+	if got := string(o.layers[n-3]["bysha/README"].data); got != "one\n" {
+		t.Errorf("by sha: README = %q", got)
+	}
+	tag := o.layers[n-2]
+	if got := string(tag["tag/README"].data); got != "one\n" {
+		t.Errorf("by tag: README = %q", got)
+	}
+	if cfg, ok := tag["tag/.git/config"]; !ok || strings.Contains(string(cfg.data), "secret") {
+		t.Errorf("kept .git/config missing or holds the credentials: %q", cfg.data)
+	}
+	if got := string(o.layers[n-1]["head/README"].data); got != "two\n" {
+		t.Errorf("HEAD (%s): README = %q", c2, got)
+	}
 }

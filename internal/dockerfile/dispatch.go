@@ -2,6 +2,7 @@ package dockerfile
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -627,6 +628,7 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 		op.From = *from
 	}
 	local := false
+	shown := map[string]string{}
 	for _, src := range a.sd.SourcePaths {
 		switch {
 		case isGitSource(src):
@@ -638,6 +640,11 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 				return err
 			}
 			op.Git = append(op.Git, g)
+			if r := redactUserinfo(src); r != src {
+				// The URL's password is shown nowhere: not in progress, errors nor history.
+				step.Text = strings.ReplaceAll(step.Text, src, r)
+				shown[src] = r
+			}
 		case isHTTPSource(src):
 			if !a.add {
 				return fmt.Errorf("source can't be a URL for COPY")
@@ -669,7 +676,12 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 	if a.chmod != "" {
 		msg = append(msg, "--chmod="+a.chmod)
 	}
-	msg = append(msg, a.sd.SourcePaths...)
+	for _, src := range a.sd.SourcePaths {
+		if r, ok := shown[src]; ok {
+			src = r
+		}
+		msg = append(msg, src)
+	}
 	for _, sc := range a.sd.SourceContents {
 		msg = append(msg, "<<"+sc.Path)
 	}
@@ -707,6 +719,16 @@ func parseGitSource(src string, a copyArgs) (graph.GitSource, error) {
 		g.Submodules = false
 	}
 	return g, nil
+}
+
+// redactUserinfo drops the user:password of a URL source.
+func redactUserinfo(src string) string {
+	u, err := url.Parse(src)
+	if err != nil || u.User == nil || u.Scheme == "" {
+		return src
+	}
+	u.User = nil
+	return u.String()
 }
 
 // canonicalChown spells a lone numeric --chown user as "uid:uid", which is what BuildKit makes of
