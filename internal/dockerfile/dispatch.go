@@ -721,11 +721,14 @@ func parseGitSource(src string, a copyArgs) (graph.GitSource, error) {
 	return g, nil
 }
 
-// redactUserinfo drops the user:password of a URL source.
+// redactUserinfo drops the credentials of a URL source, as the solver's redactURL does.
 func redactUserinfo(src string) string {
 	u, err := url.Parse(src)
 	if err != nil || u.User == nil || u.Scheme == "" {
 		return src
+	}
+	if _, hasPw := u.User.Password(); !hasPw && u.Scheme != "http" && u.Scheme != "https" {
+		return src // ssh://git@host: a user name, no secret (an http user may be a token)
 	}
 	u.User = nil
 	return u.String()

@@ -42,11 +42,15 @@ func (g gitInput) keyString() string {
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$|^[0-9a-f]{64}$`)
 
-// redactURL drops the user:password of an http(s) URL (git@host:path has a user but no secret).
+// redactURL drops the credentials of a URL: an http(s) userinfo (the user may be a token), a
+// password elsewhere (ssh://git@host and git@host:path keep their user name).
 func redactURL(remote string) string {
 	u, err := url.Parse(remote)
 	if err != nil || u.User == nil || u.Scheme == "" {
 		return remote
+	}
+	if _, hasPw := u.User.Password(); !hasPw && u.Scheme != "http" && u.Scheme != "https" {
+		return remote // ssh://git@host: a user name, no secret (an http user may be a token)
 	}
 	u.User = nil
 	return u.String()
