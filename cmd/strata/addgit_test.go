@@ -204,3 +204,29 @@ func TestAddGitHTTP(t *testing.T) {
 		t.Errorf("HEAD (%s): README = %q", c2, got)
 	}
 }
+
+// TestAddGitSubmodules checks a submodule out with the repository (over git://), unless
+// ?submodules=false.
+func TestAddGitSubmodules(t *testing.T) {
+	g := serveGit(t)
+	lib := &gitRepo{t: t, work: filepath.Join(filepath.Dir(g.work), "lib"), url: strings.TrimSuffix(g.url, "/work") + "/lib"}
+	os.MkdirAll(lib.work, 0o755)
+	lib.git("init", "-q", "-b", "main")
+	lib.commit(map[string]string{"lib.txt": "lib\n"}, "lib")
+	g.commit(map[string]string{"README": "one\n"}, "one")
+	g.git("-c", "protocol.allow=always", "submodule", "add", "-q", lib.url, "lib")
+	g.git("commit", "-q", "-m", "submodule")
+	e := newEnv(t)
+	ctx := e.project("sub", map[string]string{"Dockerfile": "FROM {{BASE}}\nADD " + g.url + "#main /src\nADD " + g.url + "?ref=main&submodules=false /nosub\n"})
+	o, _ := e.buildOCI("sub", ctx)
+	n := len(o.layers)
+	if got := string(o.layers[n-2]["src/lib/lib.txt"].data); got != "lib\n" {
+		t.Errorf("submodule not checked out: %v", gitKeys(o.layers[n-2]))
+	}
+	if _, ok := o.layers[n-1]["nosub/lib/lib.txt"]; ok {
+		t.Errorf("submodules=false checked the submodule out")
+	}
+	if _, ok := o.layers[n-1]["nosub/README"]; !ok {
+		t.Errorf("submodules=false: no README: %v", gitKeys(o.layers[n-1]))
+	}
+}
