@@ -2,12 +2,14 @@ package dockerfile
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -198,7 +200,7 @@ func (b *builder) dispatch(s *stageState, st *state, c *command) (*graph.Step, e
 			excludes: x.ExcludePatterns, checksum: x.Checksum, unpack: x.Unpack,
 		}
 		if x.KeepGitDir != nil {
-			a.keepGit = *x.KeepGitDir
+			a.keepGit, a.keepGitSet = *x.KeepGitDir, true
 		}
 		err = b.dispatchCopy(s, st, c, step, a)
 	case *instructions.WorkdirCommand:
@@ -578,6 +580,8 @@ type copyArgs struct {
 	checksum string
 	unpack   *bool
 	keepGit  bool
+	// keepGitSet: --keep-git-dir was given (a URL's ?keep-git-dir= must then agree with it)
+	keepGitSet bool
 }
 
 func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph.Step, a copyArgs) error {
@@ -609,7 +613,7 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 		if len(a.sd.SourcePaths) != 1 {
 			return fmt.Errorf("checksum can't be specified for multiple sources")
 		}
-		if !isHTTPSource(a.sd.SourcePaths[0]) {
+		if !isHTTPSource(a.sd.SourcePaths[0]) && !isGitSource(a.sd.SourcePaths[0]) {
 			return fmt.Errorf("checksum requires HTTP(S) sources")
 		}
 	}
@@ -624,10 +628,23 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 		op.From = *from
 	}
 	local := false
+	shown := map[string]string{}
 	for _, src := range a.sd.SourcePaths {
 		switch {
-		case isGitSource(src) && a.add:
-			return fmt.Errorf("git sources are not supported: %s", src)
+		case isGitSource(src):
+			if !a.add {
+				return fmt.Errorf("source can't be a git ref for COPY")
+			}
+			g, err := parseGitSource(src, a)
+			if err != nil {
+				return err
+			}
+			op.Git = append(op.Git, g)
+			if r := redactUserinfo(src); r != src {
+				// The URL's password is shown nowhere: not in progress, errors nor history.
+				step.Text = strings.ReplaceAll(step.Text, src, r)
+				shown[src] = r
+			}
 		case isHTTPSource(src):
 			if !a.add {
 				return fmt.Errorf("source can't be a URL for COPY")
@@ -659,7 +676,12 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 	if a.chmod != "" {
 		msg = append(msg, "--chmod="+a.chmod)
 	}
-	msg = append(msg, a.sd.SourcePaths...)
+	for _, src := range a.sd.SourcePaths {
+		if r, ok := shown[src]; ok {
+			src = r
+		}
+		msg = append(msg, src)
+	}
 	for _, sc := range a.sd.SourceContents {
 		msg = append(msg, "<<"+sc.Path)
 	}
@@ -667,6 +689,49 @@ func (b *builder) dispatchCopy(s *stageState, st *state, c *command, step *graph
 	step.Copy = op
 	step.CreatedBy = strings.Join(msg, " ") + " # buildkit"
 	return nil
+}
+
+// parseGitSource reads a git ADD source as BuildKit v0.33.1's dockerfile2llb does: the
+// #ref:subdir fragment (or ?ref=&subdir=&keep-git-dir=&checksum=&submodules= query), with
+// --keep-git-dir and --checksum from the instruction, which must agree with the URL's.
+func parseGitSource(src string, a copyArgs) (graph.GitSource, error) {
+	ref, isGit, err := dfgitutil.ParseGitRef(src)
+	if err != nil {
+		return graph.GitSource{}, err
+	}
+	if !isGit || ref == nil {
+		return graph.GitSource{}, fmt.Errorf("not a git source: %s", src)
+	}
+	g := graph.GitSource{Remote: ref.Remote, Ref: ref.Ref, SubDir: ref.SubDir, KeepGitDir: a.keepGit, Submodules: true, Checksum: a.checksum}
+	if ref.KeepGitDir != nil {
+		if a.keepGitSet && a.keepGit != *ref.KeepGitDir {
+			return graph.GitSource{}, fmt.Errorf("inconsistent keep-git-dir configuration")
+		}
+		g.KeepGitDir = *ref.KeepGitDir
+	}
+	if ref.Checksum != "" {
+		if a.checksum != "" && a.checksum != ref.Checksum {
+			return graph.GitSource{}, fmt.Errorf("checksum mismatch %q != %q", a.checksum, ref.Checksum)
+		}
+		g.Checksum = ref.Checksum
+	}
+	if ref.Submodules != nil && !*ref.Submodules {
+		g.Submodules = false
+	}
+	return g, nil
+}
+
+// redactUserinfo drops the credentials of a URL source, as the solver's redactURL does.
+func redactUserinfo(src string) string {
+	u, err := url.Parse(src)
+	if err != nil || u.User == nil || u.Scheme == "" {
+		return src
+	}
+	if _, hasPw := u.User.Password(); !hasPw && u.Scheme != "http" && u.Scheme != "https" {
+		return src // ssh://git@host: a user name, no secret (an http user may be a token)
+	}
+	u.User = nil
+	return u.String()
 }
 
 // canonicalChown spells a lone numeric --chown user as "uid:uid", which is what BuildKit makes of

@@ -181,9 +181,10 @@ func (s Source) IsContext() bool { return s.Stage == nil && s.Image == "" }
 // CopyOp is COPY or ADD.
 type CopyOp struct {
 	From     Source
-	Srcs     []string // as written (after ARG/ENV expansion); relative to the source root
-	URLs     []string // ADD https://…
-	Checksum string   // ADD --checksum
+	Srcs     []string    // as written (after ARG/ENV expansion); relative to the source root
+	URLs     []string    // ADD https://…
+	Git      []GitSource // ADD of a git repository (git://, git@…, https://….git#ref:subdir)
+	Checksum string      // ADD --checksum
 	Files    []InlineFile
 	Dest     string // as written, expanded; relative dests are resolved against Dir by the copier
 	Chown    string
@@ -193,6 +194,16 @@ type CopyOp struct {
 	Excludes []string
 	Unpack   bool // ADD: local tar archives are extracted
 	KeepGit  bool
+}
+
+// GitSource is a git repository ADD copies, as BuildKit's dfgitutil.ParseGitRef reads it.
+type GitSource struct {
+	Remote     string // the repository URL without the fragment (may hold credentials: never key or log it)
+	Ref        string // branch, tag, full ref or commit; "" = the remote's HEAD
+	SubDir     string // the directory of the checkout that is copied; "" = all of it
+	KeepGitDir bool   // keep .git (ADD --keep-git-dir=true)
+	Submodules bool   // check submodules out too (the default; ?submodules=false skips them)
+	Checksum   string // the commit the ref must resolve to (ADD --checksum or ?checksum=)
 }
 
 // InlineFile is a heredoc body. Data is final: chomping (<<-) and variable expansion have

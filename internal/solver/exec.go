@@ -381,7 +381,7 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	case graph.KindWorkdir:
 		err = mkdirWorkdir(ws.merged, step)
 	case graph.KindCopy, graph.KindAdd:
-		err = s.doCopy(step, ws, in)
+		err = s.doCopy(ctx, step, ws, in)
 	case graph.KindRun:
 		err = s.doRun(ctx, step, ws, in, v)
 	}
@@ -409,7 +409,7 @@ func mkdirWorkdir(root string, step *graph.Step) error {
 	return copier.Mkdir(root, step.Workdir, opts)
 }
 
-func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
+func (s *solver) doCopy(ctx context.Context, step *graph.Step, ws *workspace, in *inputs) error {
 	c := step.Copy
 	opts := copier.Options{Parents: c.Parents, Workdir: step.Dir, Unpack: c.Unpack}
 	if c.Chown != "" {
@@ -464,6 +464,11 @@ func (s *solver) doCopy(step *graph.Step, ws *workspace, in *inputs) error {
 			data = strings.TrimSuffix(data, "\n")
 		}
 		if err := copier.WriteFile(root, dest, f.Name, strings.NewReader(data), o); err != nil {
+			return err
+		}
+	}
+	for _, g := range in.gits {
+		if err := s.copyGit(ctx, g, root, dest, opts); err != nil {
 			return err
 		}
 	}

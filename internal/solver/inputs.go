@@ -83,6 +83,7 @@ type inputs struct {
 	srcs     []source          // COPY/ADD sources, one per Source (one today)
 	mounts   map[string]source // RUN --mount bind sources by target
 	urls     []urlFile         // ADD https://…
+	gits     []gitInput        // ADD of a git repository, resolved to a commit
 	cleanups []func()
 }
 
@@ -129,6 +130,14 @@ func (in *inputs) key(step *graph.Step, parent digest.Digest, compression string
 		u = append(u, f.url+" "+string(f.digest))
 	}
 	doc["urls"] = u
+	if len(in.gits) > 0 {
+		// Only when there is one, so the keys of every other step stay as they were.
+		var g []string
+		for _, x := range in.gits {
+			g = append(g, x.keyString())
+		}
+		doc["git"] = g
+	}
 	data, _ := json.Marshal(doc)
 	h := sha256.Sum256(data)
 	return hex.EncodeToString(h[:])
@@ -204,6 +213,9 @@ func (in *inputs) summary(step *graph.Step, parent digest.Digest) map[string]str
 	for _, f := range in.urls {
 		m["url:"+f.url] = string(f.digest)
 	}
+	for _, g := range in.gits {
+		m["git:"+g.name()] = g.commit
+	}
 	return m
 }
 
@@ -256,6 +268,13 @@ func (s *solver) inputs(ctx context.Context, st *graph.Stage, step *graph.Step, 
 			}
 			in.cleanups = append(in.cleanups, func() { os.Remove(f.path) })
 			in.urls = append(in.urls, f)
+		}
+		for _, g := range c.Git {
+			r, err := resolveGit(ctx, g)
+			if err != nil {
+				return nil, err
+			}
+			in.gits = append(in.gits, r)
 		}
 	case graph.KindRun:
 		r := step.Run
@@ -726,6 +745,9 @@ func explain(prev, cur map[string]string) string {
 	for k, v := range cur {
 		if strings.HasPrefix(k, "mount:") && prev[k] != v {
 			return "files in mount " + strings.TrimPrefix(k, "mount:") + " changed"
+		}
+		if strings.HasPrefix(k, "git:") && prev[k] != v && prev[k] != "" {
+			return fmt.Sprintf("git ref %s moved: %s → %s", strings.TrimPrefix(k, "git:"), prev[k], v)
 		}
 		if strings.HasPrefix(k, "url:") && prev[k] != v {
 			return "content of " + strings.TrimPrefix(k, "url:") + " changed"
