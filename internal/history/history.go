@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/strata-build/strata/internal/atomicfile"
 )
 
 // DirName is the directory under the store root that holds the records.
@@ -194,47 +196,13 @@ func Write(root, scratch string, r *Record, keep int) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("build history: %w", err)
 	}
-	if err := writeFileAtomic(scratch, filepath.Join(dir, fileName(r)), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, fileName(r)), data, atomicfile.Options{Scratch: scratch, SyncDir: true}); err != nil {
 		return fmt.Errorf("build history: write record %s: %w", r.ID, err)
 	}
 	if keep > 0 {
 		if _, err := Prune(root, keep); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// writeFileAtomic writes path through a temp file in scratch (the store's per-process scratch
-// dir, removed by a later Open if the process died), or beside path when scratch is "".
-func writeFileAtomic(scratch, path string, data []byte) error {
-	if scratch == "" {
-		scratch = filepath.Dir(path)
-	}
-	f, err := os.CreateTemp(scratch, tmpPrefix+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// The rename itself must survive a crash too, or a build that reported success could leave
-	// no record after a power loss.
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/strata-build/strata/internal/atomicfile"
 	"github.com/strata-build/strata/internal/image"
 	"github.com/strata-build/strata/internal/registry"
 	"github.com/strata-build/strata/internal/store"
@@ -483,7 +484,7 @@ func writeLayout(ctx context.Context, dir string, mb []byte, m ocispec.Manifest,
 			return err
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), atomicfile.Options{Perm: 0o644}); err != nil {
 		return err
 	}
 	idx := ocispec.Index{
@@ -493,7 +494,7 @@ func writeLayout(ctx context.Context, dir string, mb []byte, m ocispec.Manifest,
 			Annotations: map[string]string{ocispec.AnnotationRefName: "latest"}}},
 	}
 	data, _ := json.Marshal(idx)
-	if err := writeFileAtomic(filepath.Join(dir, "index.json"), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "index.json"), data, atomicfile.Options{Perm: 0o644}); err != nil {
 		return err
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
@@ -544,27 +545,6 @@ func placeBlob(src, dst string) error {
 		out.Close()
 	}
 	return os.Rename(tmp, dst)
-}
-
-func writeFileAtomic(p string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	os.Chmod(f.Name(), 0o644)
-	return os.Rename(f.Name(), p)
 }
 
 // maxInputsBytes bounds the step inputs one config carries; past it, per-file entries are

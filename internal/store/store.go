@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/atomicfile"
 )
 
 // Store is one store root.
@@ -324,40 +326,12 @@ func (w *BlobWriter) Abort() {
 
 // ---- small JSON files ----
 
-// writeFileAtomic makes data visible at path only complete.
-// writeFileAtomic writes path through a temp file in tmpDir (this process's scratch dir, which a
-// later Open removes if the process died; the same filesystem, so the rename is atomic), so a
-// kill mid-write leaves nothing in the index dirs. An empty tmpDir writes beside path.
-func writeFileAtomic(tmpDir, path string, data []byte) error {
-	dir := tmpDir
-	if dir == "" {
-		dir = filepath.Dir(path)
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
 func writeJSON(tmpDir, path string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(tmpDir, path, data); err != nil {
+	if err := atomicfile.Write(path, data, atomicfile.Options{Scratch: tmpDir}); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -531,7 +505,7 @@ func (s *Store) SetLast(position string, inputs map[string]string) error {
 	if err != nil {
 		return err
 	}
-	dir := s.tmpDir // as writeFileAtomic: a kill leaves no temp file among the records
+	dir := s.tmpDir // as atomicfile.Write with Scratch: a kill leaves no temp file among the records
 	if dir == "" {
 		dir = filepath.Dir(p)
 	}
@@ -617,7 +591,7 @@ func (s *Store) PutSelection(memoKey string, m SelectionMemo) error {
 // Tag points name at a manifest digest.
 func (s *Store) Tag(name string, manifest digest.Digest) error {
 	s.used.add(leaseImage, manifest.String())
-	return writeFileAtomic(s.tmpDir, filepath.Join(s.root, "tags", url.PathEscape(name)), []byte(manifest.String()))
+	return atomicfile.Write(filepath.Join(s.root, "tags", url.PathEscape(name)), []byte(manifest.String()), atomicfile.Options{Scratch: s.tmpDir})
 }
 
 // Lookup returns the manifest digest a tag points at.
@@ -694,7 +668,7 @@ func (s *Store) Resolved(ref string) (digest.Digest, error) {
 func (s *Store) SetResolved(ref string, d digest.Digest) error {
 	s.used.add(leaseResolved, url.PathEscape(ref))
 	s.used.add(leaseImage, d.String())
-	return writeFileAtomic(s.tmpDir, filepath.Join(s.root, "resolved", url.PathEscape(ref)), []byte(d.String()))
+	return atomicfile.Write(filepath.Join(s.root, "resolved", url.PathEscape(ref)), []byte(d.String()), atomicfile.Options{Scratch: s.tmpDir})
 }
 
 // ---- cache mounts and stat caches ----

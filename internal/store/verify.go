@@ -197,7 +197,7 @@ func (v *verifier) checkScratch() error {
 	return nil
 }
 
-// indexDirs hold small files written by writeFileAtomic (".tmp-…" while being written).
+// indexDirs hold small files written through atomicfile.Write (".tmp-…" while being written).
 var indexDirs = []string{"layers", "cache", "tags", "resolved", "records", "statcache", "selections", "history"}
 
 func (v *verifier) checkTempFiles() error {
