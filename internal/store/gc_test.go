@@ -551,3 +551,25 @@ func TestUsageCountsSelectionMemos(t *testing.T) {
 		t.Errorf("usage %+v: want one selection memo of more than 5000 bytes counted", u)
 	}
 }
+
+// A kill inside Open, between making its scratch dir and renaming it into place, leaves a young
+// ".new-" dir. A build's shared Open must leave such a dir alone (it may be another Open's, mid
+// setup); an exclusive Open (verify, prune, GC) knows no Open can be running and removes it.
+func TestExclusiveOpenSweepsHalfMadeScratch(t *testing.T) {
+	f := newFixture(t)
+	f.open(false).Close()
+	half := filepath.Join(f.root, "tmp", newScratchPrefix+"p1-123")
+	if err := os.Mkdir(half, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := f.open(false)
+	if _, err := os.Stat(half); err != nil {
+		t.Fatalf("a shared open removed a scratch dir that may be mid setup: %v", err)
+	}
+	s.Close()
+	x := f.open(true)
+	defer x.Close()
+	if _, err := os.Stat(half); !os.IsNotExist(err) {
+		t.Fatalf("an exclusive open left the half-made scratch dir: %v", err)
+	}
+}

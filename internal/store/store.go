@@ -134,8 +134,9 @@ func (s *Store) cleanStaleTmp() {
 	ents, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
 	for _, e := range ents {
 		p := filepath.Join(s.root, "tmp", e.Name())
-		if strings.HasPrefix(e.Name(), newScratchPrefix) {
-			// Being set up by a concurrent Open; only one left by a crash long ago is stale.
+		if strings.HasPrefix(e.Name(), newScratchPrefix) && !s.exclusive {
+			// Perhaps being set up by a concurrent Open (which holds the shared lock, so under our
+			// exclusive lock none can be): only one left by a crash long ago is stale.
 			if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < time.Minute {
 				continue
 			}
