@@ -887,8 +887,18 @@ func (s *selector) finish() ([]File, error) {
 			}
 		}()
 	}
+	// Stat cache hits are found here, in one merge pass over the sorted files and the sorted
+	// table; only misses and symlinks go to the workers.
+	cur := s.src.StatCache.cursor(s.root)
 	for i := range files {
-		if t := files[i].Mode.Type(); t == 0 || t == fs.ModeSymlink {
+		t := files[i].Mode.Type()
+		if t == 0 && stats != nil {
+			if sum, ok := cur.lookup(files[i].Path, &stats[i]); ok {
+				files[i].sum, files[i].hashed = sum, true
+				continue
+			}
+		}
+		if t == 0 || t == fs.ModeSymlink {
 			jobs <- i
 		}
 	}
@@ -915,8 +925,8 @@ func (b byPathWithStats) Swap(i, j int) {
 	b.stats[i], b.stats[j] = b.stats[j], b.stats[i]
 }
 
-// fill reads a symlink's target or finds a regular file's content sum: from the stat cache when
-// st (the file's lstat during the walk) still matches what it recorded, else by hashing.
+// fill reads a symlink's target or hashes a regular file the stat cache could not vouch for,
+// recording the sum with st (the file's lstat during the walk) for the next build.
 func (s *selector) fill(f *File, st *fileStat, buf []byte) error {
 	abs := s.abs(f.Path)
 	if f.Mode&fs.ModeSymlink != 0 {
@@ -926,12 +936,6 @@ func (s *selector) fill(f *File, st *fileStat, buf []byte) error {
 		}
 		f.Link = t
 		return nil
-	}
-	if st != nil {
-		if sum, ok := s.src.StatCache.lookup(abs, st); ok {
-			f.sum, f.hashed = sum, true
-			return nil
-		}
 	}
 	start := time.Now()
 	sum, err := hashFile(abs, f.Path, f.Size, buf)

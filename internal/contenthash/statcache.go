@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +27,8 @@ const racyMargin = 2 * time.Second
 // was most of a no-change rebuild's CPU after the lstats):
 //
 //	header  magic (24 bytes) | recordedAt i64 | count u64 | poolSize u64 | crc32c(header[0:48]) u32 | 0 u32
-//	records count × recordSize, sorted by path (bytewise), each ending in the crc32c of its
+//	records count × recordSize, sorted by path in pathLess order (component by component, the
+//	        order of a selection, so a build matches them in one merge pass), each ending in the crc32c of its
 //	        fixed fields followed by its path bytes
 //	pool    the paths, concatenated
 //
@@ -194,51 +194,72 @@ func (c *StatCache) entry(i int) (statEntry, []byte, bool) {
 	return e, p, true
 }
 
-// find looks abs up in the table by binary search. A record whose path cannot be read counts
-// as greater, which can only turn a hit into a miss.
-func (c *StatCache) find(abs string) (statEntry, bool) {
-	bad := false
-	i := sort.Search(c.count, func(i int) bool {
-		p, ok := c.path(i)
-		if !ok {
-			bad = true
-			return true
-		}
-		return string(p) >= abs
-	})
-	if bad {
-		c.dirty.Store(true)
-	}
-	if i >= c.count {
-		return statEntry{}, false
-	}
-	e, p, ok := c.entry(i)
-	if !ok {
-		c.dirty.Store(true)
-		return statEntry{}, false
-	}
-	if string(p) != abs {
-		return statEntry{}, false
-	}
-	return e, true
+// statCursor matches a selection's files against the table in one forward pass: the files come
+// in pathLess order, as the records do, so each lookup starts where the last one stopped and
+// the table is read sequentially, once.
+type statCursor struct {
+	c    *StatCache
+	root string // ends in "/"
+	i    int
+	key  []byte // root + rel, reused
 }
 
-// lookup returns the content sum recorded for abs if st still matches the signature it was
-// recorded with and the record is not racy.
-func (c *StatCache) lookup(abs string, st *fileStat) ([32]byte, bool) {
+func (c *StatCache) cursor(root string) *statCursor {
 	if c == nil {
+		return nil
+	}
+	if !strings.HasSuffix(root, "/") {
+		root += "/" // keys are filepath.Join(root, rel), which has one slash even for root "/"
+	}
+	return &statCursor{c: c, root: root}
+}
+
+// lookup returns the content sum recorded for root/rel if st still matches the signature it
+// was recorded with and the record is not racy. Calls must come in pathLess order of rel.
+func (k *statCursor) lookup(rel string, st *fileStat) ([32]byte, bool) {
+	if k == nil {
 		return [32]byte{}, false
 	}
-	sig := st.sig()
+	c := k.c
+	k.key = append(append(k.key[:0], k.root...), rel...)
+	key := k.key
+	var e statEntry
+	found := false
 	c.mu.Lock()
-	e, ok := c.added[abs]
+	if len(c.added) > 0 {
+		e, found = c.added[string(key)]
+	}
 	c.mu.Unlock()
-	if !ok {
-		if e, ok = c.find(abs); !ok {
+	if !found {
+		for ; k.i < c.count; k.i++ {
+			p, ok := c.path(k.i)
+			if !ok {
+				c.dirty.Store(true) // damaged: skipped, and the file is rewritten
+				continue
+			}
+			if !pathLess(string(p), string(key)) {
+				break
+			}
+		}
+		if k.i >= c.count {
+			return [32]byte{}, false
+		}
+		var p []byte
+		var ok bool
+		if e, p, ok = c.entry(k.i); !ok {
+			c.dirty.Store(true)
+			return [32]byte{}, false
+		}
+		if string(p) != string(key) {
 			return [32]byte{}, false
 		}
 	}
-	if e.statSig != sig {
+	return c.trusted(e, st)
+}
+
+// trusted returns e's sum if st still matches e's signature and e is not racy.
+func (c *StatCache) trusted(e statEntry, st *fileStat) ([32]byte, bool) {
+	if e.statSig != st.sig() {
 		return [32]byte{}, false
 	}
 	// Racy-git: if the file was modified within the timestamp granularity of the moment we hashed
@@ -261,11 +282,6 @@ func (c *StatCache) store(abs string, st *fileStat, sum [32]byte, hashedAt time.
 	defer c.mu.Unlock()
 	if old, ok := c.added[abs]; ok && old == e {
 		return
-	}
-	if _, ok := c.added[abs]; !ok {
-		if old, ok := c.find(abs); ok && old == e {
-			return
-		}
 	}
 	c.added[abs] = e
 	c.dirty.Store(true)
@@ -317,7 +333,7 @@ func (c *StatCache) encode(recordedAt int64) ([]byte, error) {
 	for p, e := range c.added {
 		items = append(items, item{p, e})
 	}
-	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.path, b.path) })
+	slices.SortFunc(items, func(a, b item) int { return pathCompare(a.path, b.path) })
 	items = slices.CompactFunc(items, func(a, b item) bool { return a.path == b.path })
 
 	poolSize := 0
