@@ -26,7 +26,7 @@ const racyMargin = 2 * time.Second
 // the same whether it holds ten entries or a million (the v1 gob map was decoded whole, which
 // was most of a no-change rebuild's CPU after the lstats):
 //
-//	header  magic (24 bytes) | recordedAt i64 | count u64 | poolSize u64 | crc32c(header[0:48]) u32 | 0 u32
+//	header  magic (24 bytes) | recordedAt i64 | count u64 | poolSize u64 | 0 u32 | crc32c(header[0:52]) u32
 //	records count × recordSize, sorted by path in pathLess order (component by component, the
 //	        order of a selection, so a build matches them in one merge pass), each ending in the crc32c of its
 //	        fixed fields followed by its path bytes
@@ -122,7 +122,7 @@ func (c *StatCache) attach(data []byte) bool {
 	if len(data) < headerSize || string(data[:len(statCacheMagic)]) != statCacheMagic {
 		return false
 	}
-	if crc32.Checksum(data[:48], castagnoli) != binary.LittleEndian.Uint32(data[48:]) {
+	if crc32.Checksum(data[:52], castagnoli) != binary.LittleEndian.Uint32(data[52:]) {
 		return false
 	}
 	count := binary.LittleEndian.Uint64(data[32:])
@@ -349,7 +349,7 @@ func (c *StatCache) encode(recordedAt int64) ([]byte, error) {
 	le.PutUint64(buf[24:], uint64(recordedAt))
 	le.PutUint64(buf[32:], uint64(len(items)))
 	le.PutUint64(buf[40:], uint64(poolSize))
-	le.PutUint32(buf[48:], crc32.Checksum(buf[:48], castagnoli))
+	le.PutUint32(buf[52:], crc32.Checksum(buf[:52], castagnoli))
 	pool := buf[headerSize+len(items)*recordSize:]
 	off := 0
 	for i, it := range items {
