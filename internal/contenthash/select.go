@@ -847,17 +847,7 @@ func (s *selector) finish() ([]File, error) {
 	files, stats := s.files, s.stats
 	s.files, s.stats = nil, nil
 	if stats != nil {
-		sort.Sort(byPathWithStats{files, stats})
-		// Dedupe both in lockstep: overlapping matches add the same path twice.
-		w := 0
-		for i := range files {
-			if i > 0 && files[i].Path == files[w-1].Path {
-				continue
-			}
-			files[w], stats[w] = files[i], stats[i]
-			w++
-		}
-		files, stats = files[:w], stats[:w]
+		files, stats = sortFiles(files, stats)
 	} else {
 		sort.Slice(files, func(i, j int) bool { return pathLess(files[i].Path, files[j].Path) })
 		files = slices.CompactFunc(files, func(a, b File) bool { return a.Path == b.Path })
@@ -910,6 +900,21 @@ func (s *selector) finish() ([]File, error) {
 	default:
 	}
 	return files, nil
+}
+
+// sortFiles sorts files and their stats together in pathLess order and drops repeated paths
+// (overlapping matches add some twice).
+func sortFiles(files []File, stats []fileStat) ([]File, []fileStat) {
+	sort.Sort(byPathWithStats{files, stats})
+	w := 0
+	for i := range files {
+		if i > 0 && files[i].Path == files[w-1].Path {
+			continue
+		}
+		files[w], stats[w] = files[i], stats[i]
+		w++
+	}
+	return files[:w], stats[:w]
 }
 
 // byPathWithStats sorts a selection's Files and their stats together.

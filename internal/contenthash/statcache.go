@@ -8,11 +8,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/atomicfile"
 )
@@ -104,17 +108,46 @@ type statEntry struct {
 // the cache only ever saves work, so losing it must never fail a build.
 func LoadStatCache(file string) (*StatCache, error) {
 	c := &StatCache{added: map[string]statEntry{}}
-	data, err := os.ReadFile(file)
+	data, mapped, err := mapFile(file)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			c.dirty.Store(true) // unreadable: try to replace it
 		}
 		return c, nil
 	}
+	if mapped {
+		// Unmapped when the cache is collected; every read of the mapping goes through c.
+		runtime.AddCleanup(c, func(b []byte) { unix.Munmap(b) }, data)
+	}
 	if !c.attach(data) {
 		c.dirty.Store(true)
 	}
 	return c, nil
+}
+
+// mapFile maps file read-only, pages populated up front (a no-change rebuild reads every record,
+// and one populate is cheaper than a fault per page); the mapping is the page cache itself, so a
+// 200,000-entry cache costs neither a 27 MB copy nor heap the GC must scan. Save replaces the
+// file by rename, so the mapped inode never changes under us (only someone truncating it in
+// place could make a read fault). Small files are read instead.
+func mapFile(file string) (data []byte, mapped bool, err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	size := fi.Size()
+	if size >= 64<<10 && size < 1<<40 {
+		if data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE); err == nil {
+			return data, true, nil
+		}
+	}
+	data, err = os.ReadFile(file)
+	return data, false, err
 }
 
 // attach checks data's header and size and, if they hold, serves lookups from it.
@@ -237,7 +270,7 @@ func (k *statCursor) lookup(rel string, st *fileStat) ([32]byte, bool) {
 				c.dirty.Store(true) // damaged: skipped, and the file is rewritten
 				continue
 			}
-			if !pathLess(string(p), string(key)) {
+			if !pathLess(unsafe.String(unsafe.SliceData(p), len(p)), unsafe.String(unsafe.SliceData(key), len(key))) {
 				break
 			}
 		}

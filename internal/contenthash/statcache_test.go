@@ -317,3 +317,45 @@ func referenceDigest(matches []Match, files []File, owners bool) digest.Digest {
 	}
 	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
 }
+
+// BenchmarkStatCacheLoad is loading a cache of n entries (load) and loading it and matching a
+// whole sorted selection against it (load+match), as a no-change rebuild of n files does.
+func BenchmarkStatCacheLoad(b *testing.B) {
+	for _, n := range benchSizes {
+		root := "/work/project"
+		c := &StatCache{added: map[string]statEntry{}}
+		files := make([]File, n)
+		stats := make([]fileStat, n)
+		hashedAt := time.Now()
+		for i := range n {
+			files[i].Path = fmt.Sprintf("src/d%d/f%d.txt", i%(n/100), i)
+			stats[i] = fileStat{mode: 0o644, size: 1024, mtime: hashedAt.Add(-time.Hour).UnixNano(), ino: uint64(i)}
+			c.store(root+"/"+files[i].Path, &stats[i], sha256.Sum256([]byte(files[i].Path)), hashedAt)
+		}
+		sortFiles(files, stats)
+		file := filepath.Join(b.TempDir(), "sc")
+		if err := c.Save(file, ""); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(strconv.Itoa(n)+"/load", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if c, _ := LoadStatCache(file); c.count != n {
+					b.Fatalf("%d entries", c.count)
+				}
+			}
+		})
+		b.Run(strconv.Itoa(n)+"/load+match", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c, _ := LoadStatCache(file)
+				cur := c.cursor(root)
+				for i := range files {
+					if _, ok := cur.lookup(files[i].Path, &stats[i]); !ok {
+						b.Fatalf("%s: miss", files[i].Path)
+					}
+				}
+			}
+		})
+	}
+}
