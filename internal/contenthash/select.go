@@ -531,6 +531,11 @@ func (s *selector) resolve(rel string) (string, fs.FileInfo, error) {
 // add records one selected entry as the compact File it becomes; the stat itself is dropped
 // unless the stat cache needs it.
 func (s *selector) add(rel string, st fileStat) {
+	s.addBatch([]File{s.file(rel, st)}, []fileStat{st})
+}
+
+// file is the File an entry with this lstat becomes.
+func (s *selector) file(rel string, st fileStat) File {
 	f := File{Path: rel, Mode: st.mode, Size: st.size}
 	if st.mode.IsDir() {
 		f.Size = 0
@@ -541,18 +546,26 @@ func (s *selector) add(rel string, st fileStat) {
 	if s.src.Owners {
 		f.UID, f.GID = int(st.uid), int(st.gid)
 	}
+	return f
+}
+
+// addBatch records files (stats[i] is files[i]'s lstat) under one lock: the walk hands over a
+// directory at a time, so the lock is taken per directory, not per file.
+func (s *selector) addBatch(files []File, stats []fileStat) {
 	s.mu.Lock()
-	s.files = append(s.files, f)
+	defer s.mu.Unlock()
+	s.files = append(s.files, files...)
 	if s.src.StatCache != nil {
-		s.stats = append(s.stats, st)
+		s.stats = append(s.stats, stats...)
 	}
-	if st.nlink > 1 && st.mode.IsRegular() {
-		if s.inodes == nil {
-			s.inodes = map[string]inode{}
+	for i := range stats {
+		if st := &stats[i]; st.nlink > 1 && st.mode.IsRegular() {
+			if s.inodes == nil {
+				s.inodes = map[string]inode{}
+			}
+			s.inodes[files[i].Path] = inode{st.dev, st.ino}
 		}
-		s.inodes[rel] = inode{st.dev, st.ino}
 	}
-	s.mu.Unlock()
 }
 
 // addMatch records the match, its ancestors (COPY --parents recreates them with their metadata,
@@ -650,6 +663,7 @@ func (w *walk) dir(parent int, name, rel, exRel string, ignInfo, exInfo patternm
 			}
 		}
 	}
+	w.s.addBatch(l.files, l.stats)
 	l.wg.Wait()
 	return l.selected, l.err
 }
@@ -664,6 +678,9 @@ type listing struct {
 	mu              sync.Mutex
 	selected        bool
 	err             error // the first
+	// files and stats are this directory's selected entries, handed to the selector at once.
+	files []File
+	stats []fileStat
 }
 
 func (l *listing) fail(err error) {
@@ -731,7 +748,8 @@ func (w *walk) entry(l *listing, ent dirent) error {
 			return fmt.Errorf("stat %q: %w", child, err)
 		}
 		st := statFromUnix(&sys)
-		s.add(child, st)
+		l.files = append(l.files, s.file(child, st))
+		l.stats = append(l.stats, st)
 		l.markSelected()
 		isDir = st.mode.IsDir()
 	}
