@@ -41,18 +41,6 @@ func (f File) Digest() digest.Digest {
 	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(f.sum[:]))
 }
 
-// setDigest stores d (a sha256 digest) as the file's content sum.
-func (f *File) setDigest(d digest.Digest) error {
-	if d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("%s: not a sha256 digest", d)
-	}
-	if n, err := hex.Decode(f.sum[:], []byte(d.Encoded())); err != nil || n != len(f.sum) {
-		return fmt.Errorf("%s: malformed sha256 digest", d)
-	}
-	f.hashed = true
-	return nil
-}
-
 // Match records what one COPY source pattern resolved to.
 type Match struct {
 	Pattern string // the source as written in the Dockerfile
