@@ -791,11 +791,17 @@ func (w *walk) entry(l *listing, ent dirent) error {
 }
 
 // openDir opens name (relative to parent) as a directory without following a symlink in its
-// last component: the walk has just lstat'ed it as a directory, and a swap for a symlink in
-// between must not lead the walk out of the tree.
+// last component below the walk's root: the walk has just lstat'ed it as a directory, and a swap
+// for a symlink in between must not lead the walk out of the tree.
 func openDir(parent int, name string) (int, error) {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	if parent == unix.AT_FDCWD {
+		// The walk's root: the source root itself may be a symlink (a context directory given
+		// through one), which is followed as before.
+		flags &^= unix.O_NOFOLLOW
+	}
 	for {
-		fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(parent, name, flags, 0)
 		if err == unix.EINTR {
 			continue
 		}

@@ -359,3 +359,4 @@ func BenchmarkStatCacheLoad(b *testing.B) {
 		})
 	}
 }
+
