@@ -359,4 +359,3 @@ func BenchmarkStatCacheLoad(b *testing.B) {
 		})
 	}
 }
-
