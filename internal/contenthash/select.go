@@ -122,11 +122,14 @@ type selector struct {
 	ignore  *matcher
 	exclude *matcher
 
-	mu    sync.Mutex
-	files []File // in walk order, possibly with duplicates; finish sorts and dedupes
-	// stats runs beside files (stats[i] is files[i]'s lstat) only when a stat cache needs them
-	// to look digests up: a stage source of a million files would otherwise hold a million.
-	stats []fileStat
+	mu sync.Mutex
+	// files holds what was selected, a directory's worth per chunk, in walk order, possibly with
+	// duplicates; finish joins them once (appending to one slice would copy it at every
+	// doubling), then sorts and dedupes.
+	files [][]File
+	// stats runs beside files (stats[i][j] is files[i][j]'s lstat) only when a stat cache needs
+	// them to look digests up: a stage source of a million files would otherwise hold a million.
+	stats [][]fileStat
 	// named are the ancestors addMatch has already recorded.
 	named map[string]bool
 	// inodes holds the inode of each selected regular file that has more than one link: few
@@ -554,9 +557,9 @@ func (s *selector) file(rel string, st fileStat) File {
 func (s *selector) addBatch(files []File, stats []fileStat) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.files = append(s.files, files...)
+	s.files = append(s.files, files)
 	if s.src.StatCache != nil {
-		s.stats = append(s.stats, stats...)
+		s.stats = append(s.stats, stats)
 	}
 	for i := range stats {
 		if st := &stats[i]; st.nlink > 1 && st.mode.IsRegular() {
@@ -868,7 +871,7 @@ func markHardLinks(files []File, inodes map[string]inode) {
 // finish sorts and dedupes the collected Files (overlapping matches select some twice) and
 // hashes regular files in a bounded pool (or takes their digest from the stat cache).
 func (s *selector) finish() ([]File, error) {
-	files, stats := s.files, s.stats
+	files, stats := join(s.files), join(s.stats)
 	s.files, s.stats = nil, nil
 	if stats != nil {
 		files, stats = sortFiles(files, stats)
@@ -924,6 +927,22 @@ func (s *selector) finish() ([]File, error) {
 	default:
 	}
 	return files, nil
+}
+
+// join concatenates chunks into one slice of exactly their total length (nil for none).
+func join[T any](chunks [][]T) []T {
+	if chunks == nil {
+		return nil
+	}
+	n := 0
+	for _, c := range chunks {
+		n += len(c)
+	}
+	out := make([]T, 0, n)
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	return out
 }
 
 // sortFiles sorts files and their stats together in pathLess order and drops repeated paths
