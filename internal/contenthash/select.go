@@ -605,7 +605,7 @@ func (s *selector) addMatch(m Match) error {
 		}
 	}
 	w := &walk{s: s, sem: make(chan struct{}, walkers())}
-	_, err := w.dir(unix.AT_FDCWD, s.abs(m.Target), m.Target, "", ignInfo, patternmatcher.MatchInfo{})
+	_, err := w.dir(s.abs(m.Target), true, m.Target, "", ignInfo, patternmatcher.MatchInfo{})
 	return err
 }
 
@@ -627,48 +627,101 @@ const direntBufSize = 8 << 10
 // only the relative path the File keeps. It returns whether anything below it was selected, so
 // an excluded directory that only holds re-included entries is still recorded (it is created by
 // the copy).
-func (w *walk) dir(parent int, name, rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) (bool, error) {
+func (w *walk) dir(abs string, follow bool, rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) (bool, error) {
 	if hookReadDir != nil {
 		hookReadDir(rel)
 	}
-	fd, err := openDir(parent, name)
+	fd, err := openDir(abs, follow)
 	if err != nil {
 		return false, fmt.Errorf("list %q: %w", rel, err)
 	}
-	defer unix.Close(fd)
 	l := &listing{fd: fd, rel: rel, exRel: exRel, ignInfo: ignInfo, exInfo: exInfo}
+	err = w.list(l)
+	// The directory is closed before its subdirectories are walked, so a deep tree holds one
+	// descriptor per active walker, not one per level.
+	unix.Close(fd)
+	if err != nil {
+		return false, err
+	}
+	w.s.addBatch(l.files, l.stats)
+	for _, sub := range l.subdirs {
+		w.descend(l, sub)
+	}
+	l.wg.Wait()
+	return l.selected, l.err
+}
+
+// list reads the directory l.fd with getdents and handles each entry.
+func (w *walk) list(l *listing) error {
 	buf := make([]byte, direntBufSize)
 	for {
-		n, err := unix.Getdents(fd, buf)
+		n, err := unix.Getdents(l.fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			l.wg.Wait()
-			return false, fmt.Errorf("list %q: %w", rel, err)
+			return fmt.Errorf("list %q: %w", l.rel, err)
 		}
 		if n <= 0 {
-			break
+			return nil
 		}
 		for off := 0; off < n; {
 			ent, reclen, ok := parseDirent(buf[off:n])
 			if !ok {
-				l.wg.Wait()
-				return false, fmt.Errorf("list %q: malformed directory entry", rel)
+				return fmt.Errorf("list %q: malformed directory entry", l.rel)
 			}
 			off += reclen
 			if ent.name == "." || ent.name == ".." || ent.ino == 0 {
 				continue
 			}
 			if err := w.entry(l, ent); err != nil {
-				l.wg.Wait()
-				return false, err
+				return err
 			}
 		}
 	}
-	w.s.addBatch(l.files, l.stats)
-	l.wg.Wait()
-	return l.selected, l.err
+}
+
+// subdir is a directory entry the walk must descend into once its parent is listed.
+type subdir struct {
+	child, exChild string
+	ignInfo        patternmatcher.MatchInfo
+	exInfo         patternmatcher.MatchInfo
+	skipped        bool // ignored or excluded itself, walked only for re-included entries
+}
+
+// descend walks sub, in a new goroutine when the pool has room.
+func (w *walk) descend(l *listing, sub subdir) {
+	s := w.s
+	run := func() {
+		below, err := w.dir(s.abs(sub.child), false, sub.child, sub.exChild, sub.ignInfo, sub.exInfo)
+		if err != nil {
+			l.fail(err)
+			return
+		}
+		if below && sub.skipped {
+			fi, err := s.lstat(sub.child)
+			if err != nil {
+				l.fail(fmt.Errorf("stat %q: %w", sub.child, err))
+				return
+			}
+			s.add(sub.child, statFromInfo(fi))
+		}
+		if below {
+			l.markSelected()
+		}
+	}
+	select {
+	case w.sem <- struct{}{}:
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-w.sem }()
+			run()
+		}()
+	default:
+		// Pool is busy: walk inline rather than block, so a deep tree cannot deadlock.
+		run()
+	}
 }
 
 // listing is the state of one directory being walked, shared with the goroutines walking its
@@ -684,6 +737,8 @@ type listing struct {
 	// files and stats are this directory's selected entries, handed to the selector at once.
 	files []File
 	stats []fileStat
+	// subdirs are the directories to walk once the listing is done.
+	subdirs []subdir
 }
 
 func (l *listing) fail(err error) {
@@ -700,11 +755,12 @@ func (l *listing) markSelected() {
 	l.mu.Unlock()
 }
 
-// entry handles one name of the directory fd (at rel): it matches it against .dockerignore and
-// --exclude, lstats and records it if selected, and walks it if it is a directory, in a new
-// goroutine when the pool has room.
+// entry handles one name of the directory l.fd (at l.rel): it matches it against .dockerignore
+// and --exclude, lstats it (fstatat on the directory's fd) and records it if selected, and notes
+// it for descent if it is a directory.
 func (w *walk) entry(l *listing, ent dirent) error {
 	s, fd, rel, exRel := w.s, l.fd, l.rel, l.exRel
+
 	// ent.name points into the getdents buffer: child must be a copy.
 	var child string
 	if rel == "." {
@@ -756,60 +812,28 @@ func (w *walk) entry(l *listing, ent dirent) error {
 		l.markSelected()
 		isDir = st.mode.IsDir()
 	}
-	if !isDir {
-		return nil
-	}
-	skipped := ign || exc
-	run := func() {
-		below, err := w.dir(fd, name, child, exChild, ci, ce)
-		if err != nil {
-			l.fail(err)
-			return
-		}
-		if below && skipped {
-			fi, err := s.lstat(child)
-			if err != nil {
-				l.fail(fmt.Errorf("stat %q: %w", child, err))
-				return
-			}
-			s.add(child, statFromInfo(fi))
-		}
-		if below {
-			l.markSelected()
-		}
-	}
-	select {
-	case w.sem <- struct{}{}:
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer func() { <-w.sem }()
-			run()
-		}()
-	default:
-		// Pool is busy: walk inline rather than block, so a deep tree cannot deadlock.
-		run()
+	if isDir {
+		l.subdirs = append(l.subdirs, subdir{child: child, exChild: exChild, ignInfo: ci, exInfo: ce, skipped: ign || exc})
 	}
 	return nil
 }
 
-// openDir opens name (relative to parent) as a directory without following a symlink in its
-// last component below the walk's root: the walk has just lstat'ed it as a directory, and a swap
-// for a symlink in between must not lead the walk out of the tree.
-func openDir(parent int, name string) (int, error) {
-	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW
-	if parent == unix.AT_FDCWD {
-		// The walk's root: the source root itself may be a symlink (a context directory given
-		// through one), which is followed as before.
-		flags &^= unix.O_NOFOLLOW
+// openDir opens abs as a directory. Below the walk's root it does not follow a symlink in the
+// last component: the walk has just lstat'ed it as a directory, and a swap for a symlink in
+// between must not lead the walk elsewhere. The root itself may be reached through one (a
+// context directory given through a symlink).
+func openDir(abs string, follow bool) (int, error) {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if !follow {
+		flags |= unix.O_NOFOLLOW
 	}
 	for {
-		fd, err := unix.Openat(parent, name, flags, 0)
+		fd, err := unix.Open(abs, flags, 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: name, Err: err}
+			return -1, &fs.PathError{Op: "open", Path: abs, Err: err}
 		}
 		return fd, nil
 	}
