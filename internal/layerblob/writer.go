@@ -21,6 +21,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
@@ -231,15 +232,15 @@ func copyMember(p prevMember, want Member) ([]byte, bool) {
 	if m.USize != want.USize || m.CRC != want.CRC || m.Size < int64(len(header))+8 || m.Size > 2*MaxMember {
 		return nil, false
 	}
-	b := make([]byte, m.Size)
+	b := getOut(int(m.Size))[:m.Size]
 	if _, err := p.src.Blob.ReadAt(b, m.Offset); err != nil {
-		return nil, false
-	}
-	if string(b[:len(header)]) != string(header) {
+		putOut(b)
 		return nil, false
 	}
 	t := b[len(b)-8:]
-	if binary.LittleEndian.Uint32(t) != want.CRC || binary.LittleEndian.Uint32(t[4:]) != uint32(want.USize) {
+	if string(b[:len(header)]) != string(header) ||
+		binary.LittleEndian.Uint32(t) != want.CRC || binary.LittleEndian.Uint32(t[4:]) != uint32(want.USize) {
+		putOut(b)
 		return nil, false
 	}
 	return b, true
@@ -257,10 +258,26 @@ type sliceWriter struct{ b []byte }
 
 func (s *sliceWriter) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
 
+// outPool recycles compressed-member buffers (the drain goroutine returns them once written).
+var outPool sync.Pool
+
+func getOut(n int) []byte {
+	if b, ok := outPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, max(n, 64<<10))
+}
+
+func putOut(b []byte) {
+	b = b[:0]
+	outPool.Put(&b)
+}
+
 func compress(data []byte) []byte {
-	sw := &sliceWriter{b: make([]byte, 0, len(data)/2+64)}
+	sw := &sliceWriter{b: getOut(len(data)/2 + 64)}
 	zw := gzPool.Get().(*gzip.Writer)
 	zw.Reset(sw)
+	zw.ModTime = time.Unix(0, 0) // MTIME 0 ("none"); the zero time.Time would write a garbage value
 	zw.Write(data) // writes to memory: cannot fail
 	zw.Close()
 	gzPool.Put(zw)
@@ -298,6 +315,9 @@ func (w *Writer) drain() {
 		}
 		buf := j.data[:0]
 		bufPool.Put(&buf)
+		if j.out != nil {
+			putOut(j.out)
+		}
 		j.data, j.out = nil, nil
 	}
 }
