@@ -278,7 +278,7 @@ func compress(data []byte) []byte {
 	zw := gzPool.Get().(*gzip.Writer)
 	zw.Reset(sw)
 	zw.ModTime = time.Unix(0, 0) // MTIME 0 ("none"); the zero time.Time would write a garbage value
-	zw.Write(data) // writes to memory: cannot fail
+	zw.Write(data)               // writes to memory: cannot fail
 	zw.Close()
 	gzPool.Put(zw)
 	return sw.b
