@@ -1,13 +1,12 @@
 package store
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
-
-	"github.com/strata-build/strata/internal/atomicfile"
 )
 
 // Member indexes (internal/layerblob) live in members/: members/BLOBHEX is the index of the
@@ -27,7 +26,7 @@ func (s *Store) PutMembers(blob digest.Digest, index []byte) error {
 	if err := blob.Validate(); err != nil {
 		return err
 	}
-	return atomicfile.Write(s.membersPath(blob), index, atomicfile.Options{Scratch: s.tmpDir})
+	return writeUnsynced(s.tmpDir, s.membersPath(blob), index)
 }
 
 // Members returns the encoded member index of a blob.
@@ -38,14 +37,13 @@ func (s *Store) Members(blob digest.Digest) ([]byte, error) {
 	return os.ReadFile(s.membersPath(blob))
 }
 
-// SetLastBlob remembers the layer blob a step position committed last. No fsync: losing it to a
-// crash costs one full compression.
+// SetLastBlob remembers the layer blob a step position committed last.
 func (s *Store) SetLastBlob(position string, blob digest.Digest) error {
 	p := filepath.Join(s.root, "members", lastBlobPrefix+hashName(position))
 	if old, err := os.ReadFile(p); err == nil && string(old) == blob.String() {
 		return nil
 	}
-	return atomicfile.Write(p, []byte(blob.String()), atomicfile.Options{Scratch: s.tmpDir})
+	return writeUnsynced(s.tmpDir, p, []byte(blob.String()))
 }
 
 // LastBlob returns the blob SetLastBlob remembered for a position.
@@ -82,4 +80,27 @@ func readBlobPointer(p string) (digest.Digest, error) {
 		return "", err
 	}
 	return digest.Parse(strings.TrimSpace(string(data)))
+}
+
+// writeUnsynced replaces path with data through a temp file in the scratch dir and a rename, but
+// without fsync: member files are cache, and a file a crash leaves empty or torn fails to parse
+// (the index carries its own checksum; a pointer must parse as a digest and name a present blob),
+// which costs one full compression, never a wrong blob. Two fsyncs per committed layer would not.
+func writeUnsynced(scratch, path string, data []byte) error {
+	f, err := os.CreateTemp(scratch, ".tmp-members-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
