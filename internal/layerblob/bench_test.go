@@ -3,6 +3,7 @@ package layerblob_test
 import (
 	"crypto/sha256"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,7 +24,12 @@ var (
 	benchDir  string
 )
 
+// benchTree is the generated tree, or LAYERBLOB_BENCH_DIR (e.g. bench/gen-projects' bigctx, whose
+// assets are incompressible) when set.
 func benchTree(b *testing.B) string {
+	if d := os.Getenv("LAYERBLOB_BENCH_DIR"); d != "" {
+		return d
+	}
 	benchOnce.Do(func() {
 		d, err := os.MkdirTemp("", "layerblob-bench-")
 		if err != nil {
@@ -59,7 +65,16 @@ func BenchmarkCommitMembersCold(b *testing.B) {
 func BenchmarkCommitMembersOneEdit(b *testing.B) {
 	dir := benchTree(b)
 	first := commit(b, dir)
-	if err := os.WriteFile(filepath.Join(dir, "src/d07/f01007.go"), []byte("package edited\n"), 0o644); err != nil {
+	edit := filepath.Join(dir, "src/d07/f01007.go")
+	if os.Getenv("LAYERBLOB_BENCH_DIR") != "" {
+		edit = firstFile(b, dir)
+		old, err := os.ReadFile(edit)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.WriteFile(edit, old, 0o644) })
+	}
+	if err := os.WriteFile(edit, []byte("package edited\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -87,4 +102,18 @@ func BenchmarkDiffOnly(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func firstFile(b *testing.B, dir string) string {
+	var found string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && found == "" && d.Type().IsRegular() {
+			found = p
+		}
+		return nil
+	})
+	if found == "" {
+		b.Fatalf("no file under %s", dir)
+	}
+	return found
 }

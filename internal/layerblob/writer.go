@@ -108,7 +108,9 @@ type job struct {
 	ready chan struct{}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, GroupCap+64<<10); return &b }}
+// bufPool holds member buffers, sized for the largest member so appends never reallocate; at
+// most 3×GOMAXPROCS+1 are in use (filling, queued, compressing).
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxMember); return &b }}
 
 // NewWriter writes a blob to out, copying members from srcs where their keys match.
 func NewWriter(out io.Writer, srcs ...Source) *Writer {
@@ -274,7 +276,9 @@ func putOut(b []byte) {
 }
 
 func compress(data []byte) []byte {
-	sw := &sliceWriter{b: getOut(len(data)/2 + 64)}
+	// Deflate never grows data by more than a few bytes per 64 KiB stored block, so this
+	// capacity is enough even for incompressible members.
+	sw := &sliceWriter{b: getOut(len(data) + len(data)/1024 + 256)}
 	zw := gzPool.Get().(*gzip.Writer)
 	zw.Reset(sw)
 	zw.ModTime = time.Unix(0, 0) // MTIME 0 ("none"); the zero time.Time would write a garbage value
