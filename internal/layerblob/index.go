@@ -18,7 +18,7 @@ type Index struct {
 // magic starts an encoded index; the version is in it.
 const magic = "strata-layerblob-index-v1\n"
 
-const memberLen = 32 + 8 + 8 + 8 + 4
+const memberLen = 32 + 8 + 8 + 8 + 4 + 32
 
 // Encode serializes the index: magic, compressor, members as fixed-size records, then a sha256
 // of everything before it, so that a torn or damaged file is rejected as a whole.
@@ -38,6 +38,7 @@ func (x *Index) Encode() []byte {
 		binary.BigEndian.PutUint64(rec[40:], uint64(m.Size))
 		binary.BigEndian.PutUint64(rec[48:], uint64(m.USize))
 		binary.BigEndian.PutUint32(rec[56:], m.CRC)
+		copy(rec[60:], m.Sum[:])
 		b.Write(rec[:])
 	}
 	sum := sha256.Sum256(b.Bytes())
@@ -80,6 +81,7 @@ func Decode(data []byte, blobSize int64) (*Index, error) {
 		m.Size = int64(binary.BigEndian.Uint64(r[40:]))
 		m.USize = int64(binary.BigEndian.Uint64(r[48:]))
 		m.CRC = binary.BigEndian.Uint32(r[56:])
+		copy(m.Sum[:], r[60:92])
 		if m.Offset != off || m.Size <= 0 || m.USize < 0 {
 			return nil, fmt.Errorf("layerblob index: member %d does not follow the previous one", i)
 		}

@@ -57,6 +57,9 @@ type Member struct {
 	Size   int64    // compressed length, gzip header and trailer included
 	USize  int64    // uncompressed length
 	CRC    uint32   // crc32 (IEEE) of the uncompressed bytes, as in its gzip trailer
+	// Sum is the sha256 of the compressed bytes: a member is copied only if the bytes read back
+	// hash to it, so a damaged blob is never copied from (re-hashing is cheaper than inflating).
+	Sum [32]byte
 }
 
 // Source is an earlier blob whose members may be copied: its bytes and its index.
@@ -221,14 +224,20 @@ func (w *Writer) work() {
 		}
 		if !j.reuse {
 			j.out = compress(j.data)
+			j.m.Sum = sha256.Sum256(j.out)
+		} else {
+			j.m.Sum = w.prev[j.m.Key].m.Sum
 		}
 		close(j.ready)
 	}
 }
 
 // copyMember reads an earlier member's compressed bytes and checks them against what this member
-// must hold: the index entry's own fields, the fixed gzip header, and the trailer's crc32 and
-// length. Any mismatch (a damaged index, a blob that changed) means: compress instead.
+// must hold: the index entry's own fields, the sha256 of the compressed bytes the index recorded
+// when they were written, the fixed gzip header, and the trailer's crc32 and length. Any mismatch
+// (a damaged index, a damaged blob) means: compress instead. The index is checksummed and names
+// its blob by digest, and its writer recorded Key (uncompressed) and Sum (compressed) of each
+// member it compressed, so bytes that hash to Sum are the compression of bytes that hash to Key.
 func copyMember(p prevMember, want Member) ([]byte, bool) {
 	m := p.m
 	if m.USize != want.USize || m.CRC != want.CRC || m.Size < int64(len(header))+8 || m.Size > 2*MaxMember {
@@ -240,7 +249,7 @@ func copyMember(p prevMember, want Member) ([]byte, bool) {
 		return nil, false
 	}
 	t := b[len(b)-8:]
-	if string(b[:len(header)]) != string(header) ||
+	if sha256.Sum256(b) != m.Sum || string(b[:len(header)]) != string(header) ||
 		binary.LittleEndian.Uint32(t) != want.CRC || binary.LittleEndian.Uint32(t[4:]) != uint32(want.USize) {
 		putOut(b)
 		return nil, false
@@ -350,7 +359,7 @@ func (w *Writer) Close() (*Index, digest.Digest, Stats, error) {
 		if _, err := w.out.Write(out); err != nil {
 			return nil, "", Stats{}, fmt.Errorf("write layer blob: %w", err)
 		}
-		w.members = append(w.members, Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0})
+		w.members = append(w.members, Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0, Sum: sha256.Sum256(out)})
 		w.stats.Members, w.stats.Compressed = 1, 1
 	}
 	return &Index{Compressor: Compressor, Members: w.members}, digest.NewDigest(digest.SHA256, w.diffID), w.stats, nil

@@ -203,10 +203,16 @@ func TestBadSourcesFallBack(t *testing.T) {
 	for _, m := range first.index.Members {
 		damaged[m.Offset+m.Size-3] ^= 0xff // each trailer's length field
 	}
+	// The deflate data itself damaged, header and trailer intact: only inflating can tell.
+	damagedBody := bytes.Clone(first.data)
+	for _, m := range first.index.Members {
+		damagedBody[m.Offset+m.Size/2] ^= 0x55
+	}
 	lying := &layerblob.Index{Compressor: layerblob.Compressor, Members: bytes2members(first.index.Members)}
 	otherCompressor := &layerblob.Index{Compressor: "other", Members: first.index.Members}
 	for name, src := range map[string]layerblob.Source{
 		"damaged blob":     {Blob: bytes.NewReader(damaged), Index: first.index},
+		"damaged deflate":  {Blob: bytes.NewReader(damagedBody), Index: first.index},
 		"unreadable blob":  {Blob: failingReader{}, Index: first.index},
 		"lying index":      {Blob: bytes.NewReader(first.data), Index: lying},
 		"other compressor": {Blob: bytes.NewReader(first.data), Index: otherCompressor},
