@@ -384,8 +384,10 @@ func rewriteLayer(ctx context.Context, st *store.Store, f *remotecache.Fetcher, 
 		return store.Layer{}, err
 	}
 	defer bw.Abort()
-	// The same compression as the layer's, with the writers commitLayer uses, so the rewritten
-	// blob is as reproducible as a built one.
+	// The same compression as the layer's, with writers whose output is a function of the tar,
+	// so the rewritten blob is as reproducible as a built one. A rewrite is done once per layer
+	// and epoch (then remembered), so gzip is one pgzip stream, not members (internal/layerblob):
+	// there is no earlier blob of it to copy from.
 	var cw io.WriteCloser
 	switch l.MediaType {
 	case ocispec.MediaTypeImageLayerGzip, image.MediaTypeDockerLayerGzip:

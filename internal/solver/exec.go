@@ -371,7 +371,7 @@ func unpackStored(st *store.Store, l store.Layer, dir string) error {
 }
 
 // execute runs a step that missed and commits its layer.
-func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step, ss *stageState, in *inputs, v *progress.Vertex) (*store.Record, error) {
+func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step, ss *stageState, in *inputs, v *progress.Vertex, position string) (*store.Record, error) {
 	ws, err := s.newWorkspace(ss.fs)
 	if err != nil {
 		return nil, err
@@ -391,7 +391,7 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	if err := ws.unmount(); err != nil {
 		return nil, err
 	}
-	return s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/")
+	return s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/", position)
 }
 
 // mkdirWorkdir creates the WORKDIR inside root, resolving symlinks as the container would. Like

@@ -217,7 +217,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		if in.lazy() {
 			return fmt.Errorf("internal error: step would run on a selection known only from its memo")
 		}
-		rec, err = s.execute(ctx, st, step, ss, in, v)
+		rec, err = s.execute(ctx, st, step, ss, in, v, position)
 		if err != nil {
 			return err
 		}
