@@ -101,9 +101,33 @@ func (u *unpacker) forgetDirs() {
 	}
 }
 
-// onlyWriter hides os.File's ReaderFrom, whose fallback for a non-file source allocates a fresh
-// buffer per file.
-type onlyWriter struct{ io.Writer }
+// writeAll copies r into the file descriptor fd through copyBuf with plain write calls: wrapping
+// fd in an os.File would cost an fcntl and an allocation per file, which a layer of many small
+// files feels.
+func (u *unpacker) writeAll(fd int, r io.Reader) error {
+	for {
+		n, rerr := r.Read(u.copyBuf[:])
+		for b := u.copyBuf[:n]; len(b) > 0; {
+			w, err := unix.Write(fd, b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if w == 0 {
+				return io.ErrShortWrite
+			}
+			b = b[w:]
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
 
 // cleanName turns a tar name into a path relative to the layer root, "" meaning the root itself.
 func cleanName(name string) (string, error) {
@@ -266,9 +290,8 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("create: %w", err)
 		}
-		file := os.NewFile(uintptr(f), rel)
-		_, err = io.CopyBuffer(onlyWriter{file}, r, u.copyBuf[:])
-		if cerr := file.Close(); err == nil {
+		err = u.writeAll(f, r)
+		if cerr := unix.Close(f); err == nil {
 			err = cerr
 		}
 		if err != nil {
