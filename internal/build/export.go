@@ -184,8 +184,14 @@ func writeArchive(st *store.Store, img *image.Image, out Output, names []string)
 		return write(os.Stdout)
 	}
 	// A kill leaves no partial archive behind (an unnamed O_TMPFILE, or a named partial the next
-	// export to the same place sweeps).
-	return export.WriteFile(out.Dest, 0o644, write)
+	// export to the same place sweeps). An archive already holding exactly these bytes (the same
+	// image and tags: archives are reproducible) is left as it is.
+	tail, err := export.ArchiveTail(img, names, out.Type == "docker")
+	if err != nil {
+		return err
+	}
+	_, err = export.WriteFileIfChanged(out.Dest, 0o644, tail, write)
+	return err
 }
 
 // stamping is what SOURCE_DATE_EPOCH asks of the outputs: with rewrite-timestamp=true, the file
