@@ -28,6 +28,9 @@ type killTrial struct {
 	secrets []string // values that must be nowhere on the host
 	srcFile string   // the file secret's source, the one place its value may be
 	token   string   // in the RUN step's command line, to find its processes and bundles
+	// since is when the test made its secrets: a file whose ctime (which no utimes can set back)
+	// is older cannot hold them, so multi-GB files other jobs left under /tmp are not read.
+	since time.Time
 }
 
 // start runs `strata build` with the trial's secrets and extra args.
@@ -127,6 +130,11 @@ func (k *killTrial) secretHits(t *testing.T) []string {
 			seen[p] = true
 			if !d.Type().IsRegular() || p == k.srcFile {
 				return nil
+			}
+			if fi, err := d.Info(); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && time.Unix(st.Ctim.Unix()).Before(k.since) {
+					return nil
+				}
 			}
 			if fileHoldsAny(p, k.secrets) {
 				hits = append(hits, p)
@@ -302,6 +310,7 @@ func TestKillLeavesNothingBehind(t *testing.T) {
 		outDir:  filepath.Join(e.dir, "out"),
 		secrets: []string{randomToken(t, "fsec-"), randomToken(t, "esec-")},
 		srcFile: filepath.Join(e.dir, "fsec.txt"),
+		since:   time.Now().Add(-2 * time.Second), // ctime granularity is the kernel tick
 	}
 	// A sleep duration nothing else uses names the RUN step's process.
 	b := make([]byte, 4)
