@@ -190,7 +190,7 @@ func writeArchive(st *store.Store, img *image.Image, out Output, names []string)
 	if err != nil {
 		return err
 	}
-	_, err = export.WriteFileIfChanged(out.Dest, 0o644, tail, write)
+	_, err = export.WriteFileIfChanged(out.Dest, 0o644, tail, write, st)
 	return err
 }
 

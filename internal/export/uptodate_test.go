@@ -5,8 +5,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestArchiveTailEndsEveryArchive(t *testing.T) {
@@ -41,7 +44,7 @@ func TestWriteFileIfChanged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		written, err := WriteFileIfChanged(dest, 0o644, tail, func(w io.Writer) error { return WriteOCIArchive(w, img, bs, tags) })
+		written, err := WriteFileIfChanged(dest, 0o644, tail, func(w io.Writer) error { return WriteOCIArchive(w, img, bs, tags) }, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,5 +143,93 @@ func TestWriteFileIfChanged(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, other.Bytes()) {
 		t.Error("the archive under the new tag differs from a fresh export")
+	}
+}
+
+type mapMemo map[string]string
+
+func (m mapMemo) OutputMemo(dest string) string         { return m[dest] }
+func (m mapMemo) SetOutputMemo(dest, memo string) error { m[dest] = memo; return nil }
+
+// age moves the recorded time of every memo by d, as if the compare had happened that much later.
+func (m mapMemo) age(t *testing.T, d time.Duration) {
+	for k, v := range m {
+		i := strings.LastIndexByte(v, ' ')
+		ns, err := strconv.ParseInt(v[i+1:], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[k] = v[:i+1] + strconv.FormatInt(ns+int64(d), 10)
+	}
+}
+
+func TestWriteFileIfChangedMemo(t *testing.T) {
+	img, bs := busybox(t)
+	dest := filepath.Join(t.TempDir(), "image.tar")
+	memo := mapMemo{}
+	tail, err := ArchiveTail(img, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if err := WriteOCIArchive(&want, img, bs, nil); err != nil {
+		t.Fatal(err)
+	}
+	// export reports whether the archive was written and whether it was even produced (read
+	// back for a compare, or written).
+	export := func() (written, produced bool) {
+		t.Helper()
+		written, err := WriteFileIfChanged(dest, 0o644, tail, func(w io.Writer) error {
+			produced = true
+			return WriteOCIArchive(w, img, bs, nil)
+		}, memo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(dest)
+		if err != nil || !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("archive differs from a fresh export: %v", err)
+		}
+		return written, produced
+	}
+	if w, _ := export(); !w || len(memo) != 0 {
+		t.Fatalf("first export: written %v, memo %v", w, memo)
+	}
+	// A compare right after the write: equal, memo recorded, but the file is too young to trust it.
+	if w, p := export(); w || !p || len(memo) != 1 {
+		t.Fatalf("second export: written %v, produced %v, memo %v", w, p, memo)
+	}
+	if _, p := export(); !p {
+		t.Fatal("a memo recorded within the margin of the file's ctime was trusted")
+	}
+	memo.age(t, 3*time.Second)
+	if w, p := export(); w || p {
+		t.Fatalf("an unchanged archive with an old enough memo: written %v, produced %v", w, p)
+	}
+	// A byte changed in place, same size and times kept: the ctime still moves, so it is compared
+	// and rewritten.
+	fi, _ := os.Stat(dest)
+	f, err := os.OpenFile(dest, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{'X'}, int64(want.Len()/2))
+	f.Close()
+	os.Chtimes(dest, fi.ModTime(), fi.ModTime())
+	if w, p := export(); !w || !p {
+		t.Fatalf("an edited archive: written %v, produced %v", w, p)
+	}
+	// Another tail (another image or tags) never matches a memo.
+	memo.age(t, 3*time.Second)
+	other, err := ArchiveTail(img, []string{"busybox:2"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produced := false
+	if _, err := WriteFileIfChanged(dest, 0o644, other, func(w io.Writer) error {
+		produced = true
+		return WriteOCIArchive(w, img, bs, []string{"busybox:2"})
+	}, memo); err != nil || !produced {
+		t.Fatalf("an export with another tail trusted the memo: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/atomicfile"
 )
 
 // Member indexes (internal/layerblob) live in members/: members/BLOBHEX is the index of the
@@ -82,24 +84,12 @@ func readBlobPointer(p string) (digest.Digest, error) {
 	return digest.Parse(strings.TrimSpace(string(data)))
 }
 
-// writeUnsynced replaces path with data through a temp file in the scratch dir and a rename, but
-// without fsync: member files are cache, and a file a crash leaves empty or torn fails to parse
-// (the index carries its own checksum; a pointer must parse as a digest and name a present blob),
-// which costs one full compression, never a wrong blob. Two fsyncs per committed layer would not.
+// writeUnsynced replaces path with data without fsync: member files and output memos are
+// cache, and a file a crash leaves empty or torn fails to parse (an index carries its own
+// checksum; a pointer must parse as a digest and name a present blob), which costs one full
+// compression or one compare, never a wrong answer. Two fsyncs per committed layer would not.
 func writeUnsynced(scratch, path string, data []byte) error {
-	f, err := os.CreateTemp(scratch, ".tmp-members-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, data, atomicfile.Options{Scratch: scratch, NoSync: true}); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -52,7 +52,7 @@ func DefaultRoot() string {
 	return filepath.Join(home, ".local", "share", "strata")
 }
 
-var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records", "selections", "members"}
+var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records", "selections", "members", "outputs"}
 
 // Open creates the layout if needed, takes the shared lock, and clears scratch dirs left by dead
 // processes. exclusive is for prune/GC, which must not run beside a build.
