@@ -21,6 +21,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/userns"
+	"golang.org/x/sys/unix"
 )
 
 // Owner is a numeric uid/gid pair, already resolved against the image's passwd/group files.
@@ -40,6 +41,11 @@ type Options struct {
 	// Timestamp is the mtime given to directories the copy has to create and to heredoc files;
 	// nil means now, as BuildKit does. The solver sets it for reproducible layers.
 	Timestamp *time.Time
+	// Links, when set, takes unchanged regular files from an earlier snapshot by hard link and
+	// records the new snapshot's file index (see Links). Only a COPY/ADD step's own layer may use
+	// it: never a directory a RUN step can write to (bind or cache mounts), since a write there
+	// would reach the earlier snapshot's inodes. Archive unpacking cannot be combined with it.
+	Links *Links
 }
 
 const defaultDirMode = 0o755
@@ -63,6 +69,12 @@ type copier struct {
 	// copy, hence per match.
 	copied map[string]string
 	buf    []byte // one copy buffer for every file
+
+	links *Links          // opts.Links
+	acls  map[string]bool // directory → whether it has a default ACL (see inheritsACL)
+	// grouped holds the source paths HardLink names: the first file of each hard-link group,
+	// which Links neither links nor indexes (nor the others, whose HardLink is set).
+	grouped map[string]bool
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
@@ -73,6 +85,22 @@ func Copy(srcRoot string, sel *contenthash.Selection, destRoot, dest string, opt
 	}
 	defer c.root.Close()
 	c.srcRoot, c.sel = srcRoot, sel
+	if c.links != nil {
+		if opts.Unpack {
+			for _, m := range sel.Matches {
+				if !m.IsDir {
+					// An archive would be extracted over placeholders Links cannot track.
+					return fmt.Errorf("internal error: copy %q: linking unchanged files cannot be combined with archive unpacking", m.Path)
+				}
+			}
+		}
+		c.grouped = map[string]bool{}
+		for _, f := range sel.Files {
+			if f.HardLink != "" {
+				c.grouped[f.HardLink] = true
+			}
+		}
+	}
 
 	destPath, destIsDir := normDest(dest, opts.Workdir)
 	// Several matches to a destination not ending in "/" are copied one after the other to that
@@ -100,7 +128,7 @@ func newCopier(destRoot string, opts Options) (*copier, error) {
 	if opts.Timestamp != nil {
 		now = *opts.Timestamp
 	}
-	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}, mkdirMode: defaultDirMode}, nil
+	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}, mkdirMode: defaultDirMode, links: opts.Links}, nil
 }
 
 // normDest makes dest relative to the destination root and reports whether it names a directory.
@@ -165,7 +193,7 @@ func (c *copier) fileTarget(destPath string, destIsDir bool, name string) (strin
 	if err != nil {
 		return "", err
 	}
-	fi, err := c.root.Lstat(r)
+	fi, err := c.lstat(r)
 	switch {
 	case err == nil && fi.IsDir():
 		return path.Join(r, name), nil
@@ -287,7 +315,7 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 	if sfi.Mode().Type() != f.Mode.Type() {
 		return fmt.Errorf("source %q changed type since it was checksummed", f.Path)
 	}
-	existing, err := c.root.Lstat(full)
+	existing, err := c.lstat(full)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stat %q: %w", full, err)
 	}
@@ -335,8 +363,15 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 		if existing.IsDir() {
 			return fmt.Errorf("cannot overwrite directory %q with non-directory", full)
 		}
-		if err := c.root.Remove(full); err != nil {
-			return fmt.Errorf("replace %q: %w", full, err)
+		if err := c.remove(full, existing); err != nil {
+			return err
+		}
+	}
+	standalone := c.links != nil && f.Mode.Type() == 0 && f.HardLink == "" && !c.grouped[f.Path]
+	if standalone {
+		done, err := c.putLinked(f, sfi, parent, full, mode, uid, gid)
+		if done || err != nil {
+			return err
 		}
 	}
 	switch t := f.Mode.Type(); {
@@ -350,6 +385,9 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 	case t == 0:
 		if err := c.copyContent(src, f, full); err != nil {
 			return err
+		}
+		if standalone {
+			c.links.record(full, f.Digest())
 		}
 		c.copied[f.Path] = full
 		if f.HardLink != "" {
@@ -393,6 +431,79 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 		return fmt.Errorf("set times on %q: %w", full, err)
 	}
 	return nil
+}
+
+// putLinked leaves f for Links to put at full (in parent) as a link to the earlier snapshot's
+// copy, when that copy is the file this one would be; until Finish the path stays empty, and
+// c.lstat reports it as the file. It reports false when f must be copied.
+func (c *copier) putLinked(f contenthash.File, sfi fs.FileInfo, parent, full string, mode fs.FileMode, uid, gid int) (bool, error) {
+	if c.inheritsACL(parent) {
+		return false, nil // a new file would get the directory's default ACL, the linked one may not
+	}
+	if !c.links.linkable(full, f, sfi, mode, uid, gid) {
+		return false, nil
+	}
+	c.links.pending[full] = true
+	c.links.record(full, f.Digest())
+	c.links.Linked++
+	c.links.LinkedBytes += f.Size
+	return true, nil
+}
+
+// pendingFile is what c.lstat reports for a path Links will put a file at: the regular file a
+// plain copy would have created there by now.
+type pendingFile struct{ name string }
+
+func (p pendingFile) Name() string       { return p.name }
+func (p pendingFile) Size() int64        { return 0 }
+func (p pendingFile) Mode() fs.FileMode  { return 0o600 }
+func (p pendingFile) ModTime() time.Time { return time.Time{} }
+func (p pendingFile) IsDir() bool        { return false }
+func (p pendingFile) Sys() any           { return nil }
+
+// lstat is c.root.Lstat, except that a file Links will put in place later is reported as the
+// regular file it will be, so the rest of the copy decides as a plain copy would (a directory
+// cannot be copied over it, nor made below it; another write replaces it).
+func (c *copier) lstat(full string) (fs.FileInfo, error) {
+	if c.links != nil {
+		if c.links.pending[full] {
+			return pendingFile{path.Base(full)}, nil
+		}
+	}
+	return c.root.Lstat(full)
+}
+
+// remove deletes the non-directory existing at full, so something else can be written there.
+func (c *copier) remove(full string, existing fs.FileInfo) error {
+	if c.links != nil {
+		c.links.forget(full)
+	}
+	if _, ok := existing.(pendingFile); ok {
+		return nil
+	}
+	if err := c.root.Remove(full); err != nil {
+		return fmt.Errorf("replace %q: %w", full, err)
+	}
+	return nil
+}
+
+// inheritsACL reports whether files created in the directory parent get a default ACL (or
+// whether that cannot be told).
+func (c *copier) inheritsACL(parent string) bool {
+	if v, ok := c.acls[parent]; ok {
+		return v
+	}
+	has := true
+	if d, err := c.root.Open(parent); err == nil {
+		_, err := unix.Fgetxattr(int(d.Fd()), "system.posix_acl_default", nil)
+		has = !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP)
+		d.Close()
+	}
+	if c.acls == nil {
+		c.acls = map[string]bool{}
+	}
+	c.acls[parent] = has
+	return has
 }
 
 func (c *copier) copyContent(src string, f contenthash.File, full string) error {
@@ -482,7 +593,7 @@ func (c *copier) dir(base, p string) (string, error) {
 		return "", err
 	}
 	full := path.Join(parent, path.Base(p))
-	fi, err := c.root.Lstat(full)
+	fi, err := c.lstat(full)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := c.root.Mkdir(full, 0o700); err != nil {
@@ -672,12 +783,12 @@ func WriteFile(destRoot, dest, name string, r io.Reader, opts Options) error {
 		return fmt.Errorf("write heredoc %q: %w", dest, err)
 	}
 	full := path.Join(parent, path.Base(target))
-	if fi, err := c.root.Lstat(full); err == nil {
+	if fi, err := c.lstat(full); err == nil {
 		if fi.IsDir() {
 			return fmt.Errorf("write heredoc: cannot overwrite directory %q", full)
 		}
-		if err := c.root.Remove(full); err != nil {
-			return fmt.Errorf("write heredoc: replace %q: %w", full, err)
+		if err := c.remove(full, fi); err != nil {
+			return fmt.Errorf("write heredoc: %w", err)
 		}
 	}
 	f, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
