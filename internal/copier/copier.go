@@ -70,8 +70,9 @@ type copier struct {
 	copied map[string]string
 	buf    []byte // one copy buffer for every file
 
-	links *Links          // opts.Links
-	acls  map[string]bool // directory → whether it has a default ACL (see inheritsACL)
+	links *Links              // opts.Links
+	acls  map[string]bool     // directory → whether it has a default ACL (see inheritsACL)
+	subs  map[string]*os.Root // roots of the last directories written to (see at)
 	// grouped holds the source paths HardLink names: the first file of each hard-link group,
 	// which Links neither links nor indexes (nor the others, whose HardLink is set).
 	grouped map[string]bool
@@ -83,7 +84,7 @@ func Copy(srcRoot string, sel *contenthash.Selection, destRoot, dest string, opt
 	if err != nil {
 		return err
 	}
-	defer c.root.Close()
+	defer c.close()
 	c.srcRoot, c.sel = srcRoot, sel
 	if c.links != nil {
 		if opts.Unpack {
@@ -328,8 +329,10 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 	if f.Mode.IsDir() {
 		switch {
 		case existing == nil:
-			if err := c.root.Mkdir(full, 0o700); err != nil {
-				return fmt.Errorf("create directory %q: %w", full, err)
+			if r, name := c.at(full); r.Mkdir(name, 0o700) != nil {
+				if err := c.root.Mkdir(full, 0o700); err != nil {
+					return fmt.Errorf("create directory %q: %w", full, err)
+				}
 			}
 		case existing.IsDir():
 			// BuildKit merges into an existing directory; below the top destination it takes
@@ -383,7 +386,7 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 		}
 		return nil
 	case t == 0:
-		if err := c.copyContent(src, f, full); err != nil {
+		if err := c.copyFile(src, f, full, mode, uid, gid, sfi.ModTime()); err != nil {
 			return err
 		}
 		if standalone {
@@ -394,11 +397,13 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 			// The inode's first file is outside this match: this copy stands in for it.
 			c.copied[f.HardLink] = full
 		}
+		return nil
 	case t == fs.ModeSymlink:
-		if err := c.root.Symlink(f.Link, full); err != nil {
+		r, name := c.at(full)
+		if err := r.Symlink(f.Link, name); err != nil {
 			return fmt.Errorf("create symlink %q: %w", full, err)
 		}
-		if err := c.root.Lchown(full, uid, gid); err != nil {
+		if err := r.Lchown(name, uid, gid); err != nil {
 			return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
 		}
 		return c.lutimes(parent, path.Base(target), sfi.ModTime())
@@ -427,10 +432,54 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 	if err := c.meta(full, mode, uid, gid); err != nil {
 		return err
 	}
-	if err := c.root.Chtimes(full, sfi.ModTime(), sfi.ModTime()); err != nil {
-		return fmt.Errorf("set times on %q: %w", full, err)
+	if r, name := c.at(full); r.Chtimes(name, sfi.ModTime(), sfi.ModTime()) != nil {
+		if err := c.root.Chtimes(full, sfi.ModTime(), sfi.ModTime()); err != nil {
+			return fmt.Errorf("set times on %q: %w", full, err)
+		}
 	}
 	return nil
+}
+
+// at returns a root on the directory holding full's last element, and that element's name
+// there: an operation on one name in it is one system call, where through c.root it opens every
+// directory on the path first. The roots of the last directories used stay open, since files
+// come directory by directory. An error of the short way is not final: callers retry through
+// c.root, which reports it for the whole path as before.
+func (c *copier) at(full string) (*os.Root, string) {
+	dir, name := path.Split(full)
+	if dir == "" || name == "" || name == "." || name == ".." {
+		return c.root, full
+	}
+	dir = dir[:len(dir)-1]
+	if r, ok := c.subs[dir]; ok {
+		return r, name
+	}
+	r, err := c.root.OpenRoot(dir)
+	if err != nil {
+		return c.root, full
+	}
+	if len(c.subs) >= 16 {
+		c.closeSubs()
+	}
+	if c.subs == nil {
+		c.subs = map[string]*os.Root{}
+	}
+	c.subs[dir] = r
+	return r, name
+}
+
+// closeSubs closes the roots at keeps; a directory that is removed must not be written to
+// through one.
+func (c *copier) closeSubs() {
+	for _, r := range c.subs {
+		r.Close()
+	}
+	c.subs = nil
+}
+
+func (c *copier) close() {
+	c.closeSubs()
+	c.root.Close()
 }
 
 // putLinked leaves f for Links to put at full (in parent) as a link to the earlier snapshot's
@@ -470,6 +519,10 @@ func (c *copier) lstat(full string) (fs.FileInfo, error) {
 			return pendingFile{path.Base(full)}, nil
 		}
 	}
+	r, name := c.at(full)
+	if fi, err := r.Lstat(name); err == nil || errors.Is(err, fs.ErrNotExist) {
+		return fi, err
+	}
 	return c.root.Lstat(full)
 }
 
@@ -479,6 +532,9 @@ func (c *copier) remove(full string, existing fs.FileInfo) error {
 		c.links.forget(full)
 	}
 	if _, ok := existing.(pendingFile); ok {
+		return nil
+	}
+	if r, name := c.at(full); r.Remove(name) == nil {
 		return nil
 	}
 	if err := c.root.Remove(full); err != nil {
@@ -506,13 +562,19 @@ func (c *copier) inheritsACL(parent string) bool {
 	return has
 }
 
-func (c *copier) copyContent(src string, f contenthash.File, full string) error {
+// copyFile creates full as a copy of the regular file src, checked against the selection's
+// digest, with owner uid:gid, mode and mtime (set on the open file where a path is not needed).
+func (c *copier) copyFile(src string, f contenthash.File, full string, mode fs.FileMode, uid, gid int, mtime time.Time) error {
 	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("open source %q: %w", f.Path, err)
 	}
 	defer in.Close()
-	out, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	r, name := c.at(full)
+	out, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		out, err = c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if err != nil {
 		return fmt.Errorf("create %q: %w", full, err)
 	}
@@ -532,6 +594,15 @@ func (c *copier) copyContent(src string, f contenthash.File, full string) error 
 	if want := f.Digest(); want != "" && digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != want {
 		return fmt.Errorf("source %q changed since it was checksummed", f.Path)
 	}
+	if err := r.Lchown(name, uid, gid); err != nil {
+		return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
+	}
+	if err := r.Chmod(name, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return fmt.Errorf("chmod %q: %w", full, err)
+	}
+	if err := r.Chtimes(name, mtime, mtime); err != nil {
+		return fmt.Errorf("set times on %q: %w", full, err)
+	}
 	return nil
 }
 
@@ -539,10 +610,11 @@ type onlyReader struct{ io.Reader }
 
 // meta applies owner then mode: chown clears setuid/setgid, so the order matters.
 func (c *copier) meta(full string, mode fs.FileMode, uid, gid int) error {
-	if err := c.root.Lchown(full, uid, gid); err != nil {
+	r, name := c.at(full)
+	if err := r.Lchown(name, uid, gid); err != nil {
 		return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
 	}
-	if err := c.root.Chmod(full, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+	if err := r.Chmod(name, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
 		return fmt.Errorf("chmod %q: %w", full, err)
 	}
 	return nil
@@ -565,6 +637,9 @@ func (c *copier) finish() error {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(keys)))
 	for _, k := range keys {
+		if r, name := c.at(k); r.Chtimes(name, c.times[k], c.times[k]) == nil {
+			continue
+		}
 		if err := c.root.Chtimes(k, c.times[k], c.times[k]); err != nil {
 			return fmt.Errorf("set times on %q: %w", k, err)
 		}
@@ -596,8 +671,10 @@ func (c *copier) dir(base, p string) (string, error) {
 	fi, err := c.lstat(full)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := c.root.Mkdir(full, 0o700); err != nil {
-			return "", fmt.Errorf("create directory %q: %w", full, err)
+		if r, name := c.at(full); r.Mkdir(name, 0o700) != nil {
+			if err := c.root.Mkdir(full, 0o700); err != nil {
+				return "", fmt.Errorf("create directory %q: %w", full, err)
+			}
 		}
 		uid, gid := c.defaultOwner()
 		if err := c.meta(full, fs.ModeDir|c.mkdirMode, uid, gid); err != nil {
@@ -746,7 +823,7 @@ func Mkdir(destRoot, dir string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer c.root.Close()
+	defer c.close()
 	p, _ := normDest(dir, opts.Workdir)
 	if _, err := c.dir(".", p); err != nil {
 		return fmt.Errorf("create directory %q: %w", dir, err)
@@ -765,7 +842,7 @@ func WriteFile(destRoot, dest, name string, r io.Reader, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer c.root.Close()
+	defer c.close()
 	destPath, isDir := normDest(dest, opts.Workdir)
 	if isDir && name == "" {
 		return fmt.Errorf("write heredoc: destination %q is a directory, a file name is needed", dest)

@@ -384,7 +384,29 @@ func TestLinksOtherFilesystem(t *testing.T) {
 	sameTree(t, got, plainCopy(t, src, []string{"."}, "/app/", opts))
 }
 
-// An archive ADD cannot link: its members would land on placeholders.
+// An earlier snapshot reached through another mount of the same filesystem has the same device
+// number, but linking from it fails (EXDEV): the first link, tried while copying, tells, and
+// every file is copied.
+func TestLinksOtherMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind-mount")
+	}
+	src := linkCtx(t)
+	opts := Options{FromContext: true, Timestamp: &fixedTime}
+	first, idx, _ := linkedCopy(t, src, []string{"."}, "/app/", opts, "", nil)
+	bind := t.TempDir()
+	if err := unix.Mount(first, bind, "", unix.MS_BIND, ""); err != nil {
+		t.Skipf("bind mount: %v", err)
+	}
+	defer unix.Unmount(bind, unix.MNT_DETACH)
+	got, _, n := linkedCopy(t, src, []string{"."}, "/app/", opts, bind, idx)
+	if n != 0 {
+		t.Errorf("linked %d files across mounts", n)
+	}
+	sameTree(t, got, plainCopy(t, src, []string{"."}, "/app/", opts))
+}
+
+// An archive ADD cannot link: Links cannot follow what its members overwrite.
 func TestLinksRefuseUnpack(t *testing.T) {
 	src := t.TempDir()
 	tree(t, src, map[string]string{"f.txt": "x"})
