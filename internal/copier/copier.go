@@ -21,6 +21,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/strata-build/strata/internal/contenthash"
 	"github.com/strata-build/strata/internal/userns"
+	"golang.org/x/sys/unix"
 )
 
 // Owner is a numeric uid/gid pair, already resolved against the image's passwd/group files.
@@ -40,6 +41,11 @@ type Options struct {
 	// Timestamp is the mtime given to directories the copy has to create and to heredoc files;
 	// nil means now, as BuildKit does. The solver sets it for reproducible layers.
 	Timestamp *time.Time
+	// Links, when set, takes unchanged regular files from an earlier snapshot by hard link and
+	// records the new snapshot's file index (see Links). Only a COPY/ADD step's own layer may use
+	// it: never a directory a RUN step can write to (bind or cache mounts), since a write there
+	// would reach the earlier snapshot's inodes. Archive unpacking cannot be combined with it.
+	Links *Links
 }
 
 const defaultDirMode = 0o755
@@ -63,6 +69,13 @@ type copier struct {
 	// copy, hence per match.
 	copied map[string]string
 	buf    []byte // one copy buffer for every file
+
+	links *Links              // opts.Links
+	acls  map[string]bool     // directory → whether it has a default ACL (see inheritsACL)
+	subs  map[string]*os.Root // roots of the last directories written to (see at)
+	// grouped holds the source paths HardLink names: the first file of each hard-link group,
+	// which Links neither links nor indexes (nor the others, whose HardLink is set).
+	grouped map[string]bool
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
@@ -71,8 +84,24 @@ func Copy(srcRoot string, sel *contenthash.Selection, destRoot, dest string, opt
 	if err != nil {
 		return err
 	}
-	defer c.root.Close()
+	defer c.close()
 	c.srcRoot, c.sel = srcRoot, sel
+	if c.links != nil {
+		if opts.Unpack {
+			for _, m := range sel.Matches {
+				if !m.IsDir {
+					// An archive would be extracted over placeholders Links cannot track.
+					return fmt.Errorf("internal error: copy %q: linking unchanged files cannot be combined with archive unpacking", m.Path)
+				}
+			}
+		}
+		c.grouped = map[string]bool{}
+		for _, f := range sel.Files {
+			if f.HardLink != "" {
+				c.grouped[f.HardLink] = true
+			}
+		}
+	}
 
 	destPath, destIsDir := normDest(dest, opts.Workdir)
 	// Several matches to a destination not ending in "/" are copied one after the other to that
@@ -100,7 +129,7 @@ func newCopier(destRoot string, opts Options) (*copier, error) {
 	if opts.Timestamp != nil {
 		now = *opts.Timestamp
 	}
-	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}, mkdirMode: defaultDirMode}, nil
+	return &copier{root: r, opts: opts, now: now, dirs: map[string]string{}, times: map[string]time.Time{}, mkdirMode: defaultDirMode, links: opts.Links}, nil
 }
 
 // normDest makes dest relative to the destination root and reports whether it names a directory.
@@ -165,7 +194,7 @@ func (c *copier) fileTarget(destPath string, destIsDir bool, name string) (strin
 	if err != nil {
 		return "", err
 	}
-	fi, err := c.root.Lstat(r)
+	fi, err := c.lstat(r)
 	switch {
 	case err == nil && fi.IsDir():
 		return path.Join(r, name), nil
@@ -287,7 +316,7 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 	if sfi.Mode().Type() != f.Mode.Type() {
 		return fmt.Errorf("source %q changed type since it was checksummed", f.Path)
 	}
-	existing, err := c.root.Lstat(full)
+	existing, err := c.lstat(full)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stat %q: %w", full, err)
 	}
@@ -300,8 +329,10 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 	if f.Mode.IsDir() {
 		switch {
 		case existing == nil:
-			if err := c.root.Mkdir(full, 0o700); err != nil {
-				return fmt.Errorf("create directory %q: %w", full, err)
+			if r, name := c.at(full); r.Mkdir(name, 0o700) != nil {
+				if err := c.root.Mkdir(full, 0o700); err != nil {
+					return fmt.Errorf("create directory %q: %w", full, err)
+				}
 			}
 		case existing.IsDir():
 			// BuildKit merges into an existing directory; below the top destination it takes
@@ -335,8 +366,15 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 		if existing.IsDir() {
 			return fmt.Errorf("cannot overwrite directory %q with non-directory", full)
 		}
-		if err := c.root.Remove(full); err != nil {
-			return fmt.Errorf("replace %q: %w", full, err)
+		if err := c.remove(full, existing); err != nil {
+			return err
+		}
+	}
+	standalone := c.links != nil && f.Mode.Type() == 0 && f.HardLink == "" && !c.grouped[f.Path]
+	if standalone {
+		done, err := c.putLinked(f, sfi, parent, full, mode, uid, gid)
+		if done || err != nil {
+			return err
 		}
 	}
 	switch t := f.Mode.Type(); {
@@ -348,19 +386,24 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 		}
 		return nil
 	case t == 0:
-		if err := c.copyContent(src, f, full); err != nil {
+		if err := c.copyFile(src, f, full, mode, uid, gid, sfi.ModTime()); err != nil {
 			return err
+		}
+		if standalone {
+			c.links.record(full, f.Digest())
 		}
 		c.copied[f.Path] = full
 		if f.HardLink != "" {
 			// The inode's first file is outside this match: this copy stands in for it.
 			c.copied[f.HardLink] = full
 		}
+		return nil
 	case t == fs.ModeSymlink:
-		if err := c.root.Symlink(f.Link, full); err != nil {
+		r, name := c.at(full)
+		if err := r.Symlink(f.Link, name); err != nil {
 			return fmt.Errorf("create symlink %q: %w", full, err)
 		}
-		if err := c.root.Lchown(full, uid, gid); err != nil {
+		if err := r.Lchown(name, uid, gid); err != nil {
 			return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
 		}
 		return c.lutimes(parent, path.Base(target), sfi.ModTime())
@@ -389,19 +432,149 @@ func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) err
 	if err := c.meta(full, mode, uid, gid); err != nil {
 		return err
 	}
-	if err := c.root.Chtimes(full, sfi.ModTime(), sfi.ModTime()); err != nil {
-		return fmt.Errorf("set times on %q: %w", full, err)
+	if r, name := c.at(full); r.Chtimes(name, sfi.ModTime(), sfi.ModTime()) != nil {
+		if err := c.root.Chtimes(full, sfi.ModTime(), sfi.ModTime()); err != nil {
+			return fmt.Errorf("set times on %q: %w", full, err)
+		}
 	}
 	return nil
 }
 
-func (c *copier) copyContent(src string, f contenthash.File, full string) error {
+// at returns a root on the directory holding full's last element, and that element's name
+// there: an operation on one name in it is one system call, where through c.root it opens every
+// directory on the path first. The roots of the last directories used stay open, since files
+// come directory by directory. An error of the short way is not final: callers retry through
+// c.root, which reports it for the whole path as before.
+func (c *copier) at(full string) (*os.Root, string) {
+	dir, name := path.Split(full)
+	if dir == "" || name == "" || name == "." || name == ".." {
+		return c.root, full
+	}
+	dir = dir[:len(dir)-1]
+	if r, ok := c.subs[dir]; ok {
+		return r, name
+	}
+	r, err := c.root.OpenRoot(dir)
+	if err != nil {
+		return c.root, full
+	}
+	if len(c.subs) >= 16 {
+		c.closeSubs()
+	}
+	if c.subs == nil {
+		c.subs = map[string]*os.Root{}
+	}
+	c.subs[dir] = r
+	return r, name
+}
+
+// closeSubs closes the roots at keeps; a directory that is removed must not be written to
+// through one.
+func (c *copier) closeSubs() {
+	for _, r := range c.subs {
+		r.Close()
+	}
+	c.subs = nil
+}
+
+func (c *copier) close() {
+	c.closeSubs()
+	c.root.Close()
+}
+
+// putLinked leaves f for Links to put at full (in parent) as a link to the earlier snapshot's
+// copy, when that copy is the file this one would be; until Finish the path stays empty, and
+// c.lstat reports it as the file. It reports false when f must be copied.
+func (c *copier) putLinked(f contenthash.File, sfi fs.FileInfo, parent, full string, mode fs.FileMode, uid, gid int) (bool, error) {
+	if c.inheritsACL(parent) {
+		return false, nil // a new file would get the directory's default ACL, the linked one may not
+	}
+	if !c.links.linkable(full, f, sfi, mode, uid, gid) {
+		return false, nil
+	}
+	c.links.pending[full] = true
+	c.links.record(full, f.Digest())
+	c.links.Linked++
+	c.links.LinkedBytes += f.Size
+	return true, nil
+}
+
+// pendingFile is what c.lstat reports for a path Links will put a file at: the regular file a
+// plain copy would have created there by now.
+type pendingFile struct{ name string }
+
+func (p pendingFile) Name() string       { return p.name }
+func (p pendingFile) Size() int64        { return 0 }
+func (p pendingFile) Mode() fs.FileMode  { return 0o600 }
+func (p pendingFile) ModTime() time.Time { return time.Time{} }
+func (p pendingFile) IsDir() bool        { return false }
+func (p pendingFile) Sys() any           { return nil }
+
+// lstat is c.root.Lstat, except that a file Links will put in place later is reported as the
+// regular file it will be, so the rest of the copy decides as a plain copy would (a directory
+// cannot be copied over it, nor made below it; another write replaces it).
+func (c *copier) lstat(full string) (fs.FileInfo, error) {
+	if c.links != nil {
+		if c.links.pending[full] {
+			return pendingFile{path.Base(full)}, nil
+		}
+	}
+	r, name := c.at(full)
+	if fi, err := r.Lstat(name); err == nil || errors.Is(err, fs.ErrNotExist) {
+		return fi, err
+	}
+	return c.root.Lstat(full)
+}
+
+// remove deletes the non-directory existing at full, so something else can be written there.
+func (c *copier) remove(full string, existing fs.FileInfo) error {
+	if c.links != nil {
+		c.links.forget(full)
+	}
+	if _, ok := existing.(pendingFile); ok {
+		return nil
+	}
+	if r, name := c.at(full); r.Remove(name) == nil {
+		return nil
+	}
+	if err := c.root.Remove(full); err != nil {
+		return fmt.Errorf("replace %q: %w", full, err)
+	}
+	return nil
+}
+
+// inheritsACL reports whether files created in the directory parent get a default ACL (or
+// whether that cannot be told).
+func (c *copier) inheritsACL(parent string) bool {
+	if v, ok := c.acls[parent]; ok {
+		return v
+	}
+	has := true
+	if d, err := c.root.Open(parent); err == nil {
+		_, err := unix.Fgetxattr(int(d.Fd()), "system.posix_acl_default", nil)
+		has = !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP)
+		d.Close()
+	}
+	if c.acls == nil {
+		c.acls = map[string]bool{}
+	}
+	c.acls[parent] = has
+	return has
+}
+
+// copyFile creates full as a copy of the regular file src, checked against the selection's
+// digest, with owner uid:gid, mode and mtime (set on the open file where a path is not needed).
+func (c *copier) copyFile(src string, f contenthash.File, full string, mode fs.FileMode, uid, gid int, mtime time.Time) error {
 	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("open source %q: %w", f.Path, err)
 	}
 	defer in.Close()
-	out, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	r, name := c.at(full)
+	out, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		out, err = c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if err != nil {
 		return fmt.Errorf("create %q: %w", full, err)
 	}
@@ -421,6 +594,15 @@ func (c *copier) copyContent(src string, f contenthash.File, full string) error 
 	if want := f.Digest(); want != "" && digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil)) != want {
 		return fmt.Errorf("source %q changed since it was checksummed", f.Path)
 	}
+	if err := r.Lchown(name, uid, gid); err != nil {
+		return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
+	}
+	if err := r.Chmod(name, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return fmt.Errorf("chmod %q: %w", full, err)
+	}
+	if err := r.Chtimes(name, mtime, mtime); err != nil {
+		return fmt.Errorf("set times on %q: %w", full, err)
+	}
 	return nil
 }
 
@@ -428,10 +610,11 @@ type onlyReader struct{ io.Reader }
 
 // meta applies owner then mode: chown clears setuid/setgid, so the order matters.
 func (c *copier) meta(full string, mode fs.FileMode, uid, gid int) error {
-	if err := c.root.Lchown(full, uid, gid); err != nil {
+	r, name := c.at(full)
+	if err := r.Lchown(name, uid, gid); err != nil {
 		return fmt.Errorf("chown %q: %w", full, userns.ChownError(err, uid, gid))
 	}
-	if err := c.root.Chmod(full, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+	if err := r.Chmod(name, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
 		return fmt.Errorf("chmod %q: %w", full, err)
 	}
 	return nil
@@ -454,6 +637,9 @@ func (c *copier) finish() error {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(keys)))
 	for _, k := range keys {
+		if r, name := c.at(k); r.Chtimes(name, c.times[k], c.times[k]) == nil {
+			continue
+		}
 		if err := c.root.Chtimes(k, c.times[k], c.times[k]); err != nil {
 			return fmt.Errorf("set times on %q: %w", k, err)
 		}
@@ -482,11 +668,13 @@ func (c *copier) dir(base, p string) (string, error) {
 		return "", err
 	}
 	full := path.Join(parent, path.Base(p))
-	fi, err := c.root.Lstat(full)
+	fi, err := c.lstat(full)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := c.root.Mkdir(full, 0o700); err != nil {
-			return "", fmt.Errorf("create directory %q: %w", full, err)
+		if r, name := c.at(full); r.Mkdir(name, 0o700) != nil {
+			if err := c.root.Mkdir(full, 0o700); err != nil {
+				return "", fmt.Errorf("create directory %q: %w", full, err)
+			}
 		}
 		uid, gid := c.defaultOwner()
 		if err := c.meta(full, fs.ModeDir|c.mkdirMode, uid, gid); err != nil {
@@ -635,7 +823,7 @@ func Mkdir(destRoot, dir string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer c.root.Close()
+	defer c.close()
 	p, _ := normDest(dir, opts.Workdir)
 	if _, err := c.dir(".", p); err != nil {
 		return fmt.Errorf("create directory %q: %w", dir, err)
@@ -654,7 +842,7 @@ func WriteFile(destRoot, dest, name string, r io.Reader, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer c.root.Close()
+	defer c.close()
 	destPath, isDir := normDest(dest, opts.Workdir)
 	if isDir && name == "" {
 		return fmt.Errorf("write heredoc: destination %q is a directory, a file name is needed", dest)
@@ -672,12 +860,12 @@ func WriteFile(destRoot, dest, name string, r io.Reader, opts Options) error {
 		return fmt.Errorf("write heredoc %q: %w", dest, err)
 	}
 	full := path.Join(parent, path.Base(target))
-	if fi, err := c.root.Lstat(full); err == nil {
+	if fi, err := c.lstat(full); err == nil {
 		if fi.IsDir() {
 			return fmt.Errorf("write heredoc: cannot overwrite directory %q", full)
 		}
-		if err := c.root.Remove(full); err != nil {
-			return fmt.Errorf("write heredoc: replace %q: %w", full, err)
+		if err := c.remove(full, fi); err != nil {
+			return fmt.Errorf("write heredoc: %w", err)
 		}
 	}
 	f, err := c.root.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -22,6 +22,7 @@ import (
 	"github.com/strata-build/strata/internal/binfmt"
 	"github.com/strata-build/strata/internal/copier"
 	"github.com/strata-build/strata/internal/executor"
+	"github.com/strata-build/strata/internal/fileindex"
 	"github.com/strata-build/strata/internal/graph"
 	"github.com/strata-build/strata/internal/progress"
 	"github.com/strata-build/strata/internal/snapshot"
@@ -377,11 +378,14 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 		return nil, err
 	}
 	defer ws.remove()
+	var links *copier.Links
 	switch step.Kind {
 	case graph.KindWorkdir:
 		err = mkdirWorkdir(ws.merged, step)
 	case graph.KindCopy, graph.KindAdd:
-		err = s.doCopy(ctx, step, ws, in)
+		links = s.linksFor(st, step, in, ws, position)
+		defer links.Close()
+		err = s.doCopy(ctx, step, ws, in, links)
 	case graph.KindRun:
 		err = s.doRun(ctx, step, ws, in, v)
 	}
@@ -391,7 +395,56 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	if err := ws.unmount(); err != nil {
 		return nil, err
 	}
-	return s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/", position)
+	if err := links.Finish(ws.upper); err != nil {
+		return nil, err
+	}
+	if links != nil && links.Linked > 0 {
+		v.Status("%d unchanged files (%s) linked from the previous snapshot", links.Linked, store.FormatSize(links.LinkedBytes))
+	}
+	rec, err := s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/", position)
+	if err == nil && links != nil && !rec.Empty {
+		if idx := links.Index(); idx != nil {
+			// Cache for the next run: without it that run copies every file.
+			s.opts.Store.PutFileIndex(rec.Layer, idx)
+		}
+	}
+	return rec, err
+}
+
+// linksFor prepares a COPY/ADD to hard-link the files that did not change from the snapshot its
+// position gave last (copier.Links), and to record the new snapshot's file index. It returns nil
+// (plain copy, no index) under --no-cache, which must reuse nothing, and for an ADD that may
+// unpack an archive, whose members Links cannot track.
+func (s *solver) linksFor(st *graph.Stage, step *graph.Step, in *inputs, ws *workspace, position string) *copier.Links {
+	if s.noCache(st) {
+		return nil
+	}
+	if step.Copy.Unpack {
+		if len(in.gits) > 0 {
+			return nil
+		}
+		for _, src := range in.srcs {
+			for _, m := range src.sel.Matches {
+				if !m.IsDir {
+					return nil
+				}
+			}
+		}
+	}
+	var (
+		prevDir string
+		idx     fileindex.Index
+	)
+	if d, err := s.opts.Store.LastLayer(position); err == nil && s.opts.Store.HasSnapshot(d) {
+		if idx, err = s.opts.Store.FileIndex(d); err == nil {
+			prevDir = s.opts.Store.SnapshotPath(d)
+		}
+	}
+	l, err := copier.NewLinks(prevDir, idx, filepath.Join(ws.dir, "links"))
+	if err != nil {
+		return nil
+	}
+	return l
 }
 
 // mkdirWorkdir creates the WORKDIR inside root, resolving symlinks as the container would. Like
@@ -409,9 +462,9 @@ func mkdirWorkdir(root string, step *graph.Step) error {
 	return copier.Mkdir(root, step.Workdir, opts)
 }
 
-func (s *solver) doCopy(ctx context.Context, step *graph.Step, ws *workspace, in *inputs) error {
+func (s *solver) doCopy(ctx context.Context, step *graph.Step, ws *workspace, in *inputs, links *copier.Links) error {
 	c := step.Copy
-	opts := copier.Options{Parents: c.Parents, Workdir: step.Dir, Unpack: c.Unpack}
+	opts := copier.Options{Parents: c.Parents, Workdir: step.Dir, Unpack: c.Unpack, Links: links}
 	if c.Chown != "" {
 		uid, gid, err := users.Owner(ws.merged, c.Chown)
 		if err != nil {

@@ -231,6 +231,10 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		v.Done()
 	}
 	s.opts.Store.SetLast(position, summary)
+	if (step.Kind == graph.KindCopy || step.Kind == graph.KindAdd) && !rec.Empty {
+		// The snapshot the step's next run links unchanged files from (see linksFor).
+		s.opts.Store.SetLastLayer(position, rec.Layer)
+	}
 	res.Node, res.Record = st, rec
 	res.Position, res.Inputs = portable, summary
 

@@ -52,6 +52,7 @@ var usageKinds = []struct{ kind, dir string }{
 	{"step history", "records"},
 	{"stat caches", "statcache"},
 	{"selection memos", "selections"},
+	{"snapshot file indexes", "snapfiles"},
 	// Build records (internal/history) reference no content; GC never removes them (history
 	// prune bounds them) but they take space all the same. The directory appears with the
 	// first record.
@@ -676,6 +677,7 @@ func (s *Store) sweep(refs map[string]int) error {
 			}
 		}
 	}
+	s.sweepFileIndexes()
 	for _, dir := range []string{"cache", "tags", "resolved", "records", "statcache", "selections", "history"} {
 		ents, _ := os.ReadDir(filepath.Join(s.root, dir))
 		for _, e := range ents {

@@ -52,7 +52,7 @@ func DefaultRoot() string {
 	return filepath.Join(home, ".local", "share", "strata")
 }
 
-var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records", "selections", "members", "outputs"}
+var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records", "selections", "members", "outputs", "snapfiles"}
 
 // Open creates the layout if needed, takes the shared lock, and clears scratch dirs left by dead
 // processes. exclusive is for prune/GC, which must not run beside a build.
@@ -506,23 +506,7 @@ func (s *Store) SetLast(position string, inputs map[string]string) error {
 	if err != nil {
 		return err
 	}
-	dir := s.tmpDir // as atomicfile.Write with Scratch: a kill leaves no temp file among the records
-	if dir == "" {
-		dir = filepath.Dir(p)
-	}
-	f, err := os.CreateTemp(dir, ".tmp-last-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return writeNoSync(s.tmpDir, p, data)
 }
 
 func hashName(s string) string {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/internal/fileindex"
 )
 
 // Problem is one inconsistency Verify found.
@@ -91,7 +95,7 @@ func (s *Store) Verify(repair bool) (*VerifyResult, error) {
 		return nil, errors.New("store verify: the store must be opened exclusively")
 	}
 	v := &verifier{s: s, repair: repair, res: &VerifyResult{}, blobs: map[string]bool{}, layers: map[string]Layer{}}
-	steps := []func() error{v.checkMounts, v.checkScratch, v.checkTempFiles, v.checkBlobs, v.checkLayers, v.checkSnapshots, v.checkRecords, v.checkImages, v.checkIndexFiles}
+	steps := []func() error{v.checkMounts, v.checkScratch, v.checkTempFiles, v.checkBlobs, v.checkLayers, v.checkSnapshots, v.checkFileIndexes, v.checkRecords, v.checkImages, v.checkIndexFiles}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return v.res, fmt.Errorf("store verify: %w", err)
@@ -198,7 +202,7 @@ func (v *verifier) checkScratch() error {
 }
 
 // indexDirs hold small files written through atomicfile.Write (".tmp-…" while being written).
-var indexDirs = []string{"layers", "cache", "tags", "resolved", "records", "statcache", "selections", "history", "members", "outputs"}
+var indexDirs = []string{"layers", "cache", "tags", "resolved", "records", "statcache", "selections", "history", "members", "outputs", "snapfiles"}
 
 func (v *verifier) checkTempFiles() error {
 	for _, dir := range indexDirs {
@@ -339,6 +343,93 @@ func (v *verifier) checkSnapshots() error {
 	}
 	return nil
 }
+
+// checkFileIndexes checks each snapshot file index (fileindex.go): it must belong to a snapshot,
+// decode, and every file it lists must be in that snapshot, a regular file with that content. A
+// COPY hard-links indexed files into its new snapshot without reading them, so a snapshot file
+// changed on disk would spread; repair removes the snapshot (it is unpacked again from its blob
+// when needed) with its index.
+func (v *verifier) checkFileIndexes() error {
+	ents, err := v.readDir("snapfiles")
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			continue // checkTempFiles reports it
+		}
+		rel := filepath.Join("snapfiles", name)
+		if !validKey(name) {
+			v.problem(rel, "not a file index name")
+			continue
+		}
+		snap := filepath.Join("snapshots", name)
+		if fi, err := os.Stat(filepath.Join(v.s.root, snap)); err != nil || !fi.IsDir() {
+			v.problem(rel, "its snapshot is gone")
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(v.s.root, rel))
+		if err != nil {
+			return err
+		}
+		idx, err := fileindex.Decode(data)
+		if err != nil {
+			v.problem(rel, "%v", err)
+			continue
+		}
+		paths := make([]string, 0, len(idx))
+		for p := range idx {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			if msg := indexedFileProblem(filepath.Join(v.s.root, snap), p, idx[p], buf); msg != "" {
+				v.problem(snap, "%s: %s", p, msg)
+				v.problem(rel, "lists a file its snapshot does not hold")
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// indexedFileProblem says what is wrong with the file at p in the snapshot dir, which the index
+// says holds content sum ("" when nothing is). The path is opened without following any symlink.
+func indexedFileProblem(dir, p string, sum [32]byte, buf []byte) string {
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err.Error()
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat2(dfd, p, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return fmt.Sprintf("cannot open: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	if !fi.Mode().IsRegular() {
+		return "not a regular file"
+	}
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, onlyReader{f}, buf); err != nil {
+		return err.Error()
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, sum[:]) {
+		return fmt.Sprintf("content has digest sha256:%x, its file index says sha256:%x", got, sum)
+	}
+	return ""
+}
+
+type onlyReader struct{ io.Reader }
 
 func (v *verifier) checkRecords() error {
 	ents, err := v.readDir("cache")
