@@ -56,6 +56,7 @@ type diffStats struct {
 	sequences      int
 	builds         int
 	runtimeFlakes  int
+	linked         int // cached-store builds whose COPY linked unchanged files from an earlier snapshot
 }
 
 // runtimeFlake matches a RUN whose container was killed before or while it ran (runc init or the
@@ -121,8 +122,8 @@ func TestDifferential(t *testing.T) {
 		}
 	})
 	summary := fmt.Sprintf("stale hits: %d, needless misses: %d, sequences: %d", stats.stale, stats.needless, stats.sequences)
-	detail := fmt.Sprintf("(%d builds in %s; %d hits the oracle did not predict, all with outputs equal to --no-cache; %d runtime flakes retried; first seed %d)",
-		stats.builds, time.Since(start).Round(time.Second), stats.unexpectedHits, stats.runtimeFlakes, seed)
+	detail := fmt.Sprintf("(%d builds in %s; %d hits the oracle did not predict, all with outputs equal to --no-cache; %d cached-store builds linked unchanged files; %d runtime flakes retried; first seed %d)",
+		stats.builds, time.Since(start).Round(time.Second), stats.unexpectedHits, stats.linked, stats.runtimeFlakes, seed)
 	t.Log(summary + " " + detail)
 	fmt.Println(summary)
 	fmt.Println(detail)
@@ -160,6 +161,11 @@ func runDiffSequence(t *testing.T, seed int64, stats *diffStats) {
 
 		outC, outR := filepath.Join(dir, fmt.Sprintf("out-c%d", i)), filepath.Join(dir, fmt.Sprintf("out-r%d", i))
 		rc := diffBuild(t, cached, stats, diffBuildArgs(p, outC, ctxDir)...)
+		if linkedLine.MatchString(rc.out) {
+			stats.mu.Lock()
+			stats.linked++
+			stats.mu.Unlock()
+		}
 		diffBuild(t, ref, stats, append([]string{"--no-cache"}, diffBuildArgs(p, outR, ctxDir)...)...)
 
 		// Stale hits: the cached result must equal the --no-cache one.

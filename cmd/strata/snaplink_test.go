@@ -164,4 +164,12 @@ RUN echo more >> /app/a.txt && chmod 600 /app/sub/b.txt && touch /root/c.sh && r
 	if r := e.build("-o", "type=oci,tar=false,dest="+filepath.Join(e.dir, "four"), ctx); len(missed(r.out)) > 0 {
 		t.Errorf("no-change rebuild missed %v", missed(r.out))
 	}
+	// A --no-cache build links nothing but leaves the file index: the next edit links from it.
+	if err := os.WriteFile(filepath.Join(ctx, "app/many/d1/f061.txt"), []byte("edited too\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = e3.build("-o", "type=oci,tar=false,dest="+filepath.Join(e3.dir, "after"), ctx)
+	if counts := linkedLine.FindAllStringSubmatch(r.out, -1); len(counts) != 2 || counts[0][1] != "203" || counts[1][1] != "202" {
+		t.Errorf("after a --no-cache build, linked-file lines %q, want 203 then 202 files", counts)
+	}
 }

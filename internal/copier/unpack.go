@@ -143,6 +143,9 @@ func (c *copier) extract(base string, hdr *tar.Header, r io.Reader) error {
 		if err := c.root.RemoveAll(full); err != nil {
 			return fmt.Errorf("replace %q: %w", full, err)
 		}
+		if existing.IsDir() {
+			c.closeSubs() // a root kept on a directory that is gone must not be written through
+		}
 	}
 	mode := hdr.FileInfo().Mode()
 	switch hdr.Typeflag {

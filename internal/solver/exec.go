@@ -412,13 +412,10 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 }
 
 // linksFor prepares a COPY/ADD to hard-link the files that did not change from the snapshot its
-// position gave last (copier.Links), and to record the new snapshot's file index. It returns nil
-// (plain copy, no index) under --no-cache, which must reuse nothing, and for an ADD that may
-// unpack an archive, whose members Links cannot track.
+// position gave last (copier.Links), and to record the new snapshot's file index. Under
+// --no-cache, which must reuse nothing, it only records the index. It returns nil (plain copy, no
+// index) for an ADD that may unpack an archive, whose members Links cannot track.
 func (s *solver) linksFor(st *graph.Stage, step *graph.Step, in *inputs, ws *workspace, position string) *copier.Links {
-	if s.noCache(st) {
-		return nil
-	}
 	if step.Copy.Unpack {
 		if len(in.gits) > 0 {
 			return nil
@@ -435,7 +432,7 @@ func (s *solver) linksFor(st *graph.Stage, step *graph.Step, in *inputs, ws *wor
 		prevDir string
 		idx     fileindex.Index
 	)
-	if d, err := s.opts.Store.LastLayer(position); err == nil && s.opts.Store.HasSnapshot(d) {
+	if d, err := s.opts.Store.LastLayer(position); err == nil && !s.noCache(st) && s.opts.Store.HasSnapshot(d) {
 		if idx, err = s.opts.Store.FileIndex(d); err == nil {
 			prevDir = s.opts.Store.SnapshotPath(d)
 		}
