@@ -73,8 +73,9 @@ type Source struct {
 // matcher serialises a PatternMatcher: its patterns compile lazily and it is documented as not
 // safe for concurrent use, while the walk is parallel.
 type matcher struct {
-	mu sync.Mutex
-	pm *patternmatcher.PatternMatcher
+	mu       sync.Mutex
+	pm       *patternmatcher.PatternMatcher
+	patterns []string // as written, for errors
 }
 
 func newMatcher(patterns []string) (*matcher, error) {
@@ -83,9 +84,9 @@ func newMatcher(patterns []string) (*matcher, error) {
 	}
 	pm, err := patternmatcher.New(patterns)
 	if err != nil {
-		return nil, err
+		return nil, badPattern(patterns, err)
 	}
-	return &matcher{pm: pm}, nil
+	return &matcher{pm: pm, patterns: patterns}, nil
 }
 
 func (m *matcher) match(p string, parent patternmatcher.MatchInfo) (bool, patternmatcher.MatchInfo, error) {
@@ -94,7 +95,27 @@ func (m *matcher) match(p string, parent patternmatcher.MatchInfo) (bool, patter
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.pm.MatchesUsingParentResults(p, parent)
+	ok, info, err := m.pm.MatchesUsingParentResults(p, parent)
+	if err != nil {
+		err = badPattern(m.patterns, err)
+	}
+	return ok, info, err
+}
+
+// badPattern names the pattern behind err. Patterns compile on their first use, and as in
+// BuildKit one that does not compile (a dangling "\\", an unclosed "[") fails the build only when a
+// path reaches it, so it is found after the fact rather than refused up front.
+func badPattern(patterns []string, err error) error {
+	for _, p := range patterns {
+		one, nerr := patternmatcher.New([]string{p})
+		if nerr == nil {
+			_, _, nerr = one.MatchesUsingParentResults("x", patternmatcher.MatchInfo{})
+		}
+		if nerr != nil {
+			return fmt.Errorf("pattern %q: %w", p, nerr)
+		}
+	}
+	return err
 }
 
 // mayReinclude reports whether an excluded directory can still contain re-included entries

@@ -167,3 +167,16 @@ func TestParentsDoubleStarReadsOnlyItsTree(t *testing.T) {
 		}
 	}
 }
+
+// A .dockerignore pattern that does not compile fails the build naming the pattern, not the
+// context path that happened to reach it first.
+func TestDockerignoreBadPatternNamed(t *testing.T) {
+	d := t.TempDir()
+	if err := os.WriteFile(filepath.Join(d, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := (&Source{Root: d, Ignore: []string{"*.log", "a[", "!b"}}).Select([]string{"."}, nil)
+	if err == nil || !strings.Contains(err.Error(), `pattern "a["`) {
+		t.Fatalf("Select = %v, want an error naming pattern \"a[\"", err)
+	}
+}
