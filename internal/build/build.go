@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/opencontainers/go-digest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -261,101 +262,118 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 	defer reg.Wait()
 	defer stopUploads()
 
-	// The platforms are solved one after the other, in one store: a stage they share (FROM
-	// --platform=$BUILDPLATFORM without TARGET args) has the same keys for each, so it runs for
-	// the first and is a cache hit for the others.
-	var solved []*solver.Result
-	var images []*image.Image
-	var steps []solver.StepResult
-	cacheEntries := map[string][]remotecache.Entry{}
-	selections := map[string]store.SelectionMemo{}
-	builtKeys := &solver.BuiltKeys{}
-	for i, b := range builds {
-		p := plats[i]
-		sopts := solver.Options{
-			Store: st, Images: resolver, Progress: rec,
-			ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
-			NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
-			Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: o.SSH, AllowInsecure: o.AllowInsecure,
-			Compression: compression, Position: o.DockerfilePath + "|" + o.Target + positionPlatform(p),
-			PortablePosition: portablePosition(o) + positionPlatform(p),
-			Fetch:            fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
-			LabelPlatforms: multi, Built: builtKeys,
-		}
-		if remote != nil {
-			sopts.Remote = remote
-		}
-		sopts.SourceDateEpoch = stamp.epoch
-		if pp := newPrepush(upCtx, reg, st, b, o.Outputs, o.Tags, o.CacheTo); pp != nil {
-			sopts.StepDone = pp.stepDone
-		}
-		sopts.StepDone = h.watch(b, sopts.StepDone)
-		res, err := solver.Solve(ctx, b, sopts)
-		if err != nil {
-			if sc != nil {
-				_ = sc.Save(scPath, st.Scratch())
+	// solveAndExport runs the build once. Run calls it again when a lazy layer's blob turns out
+	// to be gone from the cache that was to serve it (see forgetGone).
+	solveAndExport := func() (img *image.Image, steps []solver.StepResult, err error) {
+		// The platforms are solved one after the other, in one store: a stage they share (FROM
+		// --platform=$BUILDPLATFORM without TARGET args) has the same keys for each, so it runs for
+		// the first and is a cache hit for the others.
+		var solved []*solver.Result
+		var images []*image.Image
+		cacheEntries := map[string][]remotecache.Entry{}
+		selections := map[string]store.SelectionMemo{}
+		builtKeys := &solver.BuiltKeys{}
+		for i, b := range builds {
+			p := plats[i]
+			sopts := solver.Options{
+				Store: st, Images: resolver, Progress: rec,
+				ContextDir: o.ContextDir, NamedContexts: namedDirs, Ignore: ignore, StatCache: sc,
+				NoCache: o.NoCache, NoCacheFilter: o.NoCacheFilter, NormalizePerms: o.NormalizePerms,
+				Runtime: o.Runtime, Network: o.Network, Secrets: o.Secrets, SSH: o.SSH, AllowInsecure: o.AllowInsecure,
+				Compression: compression, Position: o.DockerfilePath + "|" + o.Target + positionPlatform(p),
+				PortablePosition: portablePosition(o) + positionPlatform(p),
+				Fetch:            fetcher.Fetch, FetchStream: fetcher.FetchStream, CacheMount: mounts.Dir,
+				LabelPlatforms: multi, Built: builtKeys,
 			}
-			return nil, err
-		}
-		img := res.Image
-		for _, sp := range o.CacheTo {
-			if sp.Type == "inline" {
-				if img, err = withInlineCache(st, img, append(entries(b, res.Steps, "min"), remotecache.SelectionEntries(res.Selections)...)); err != nil {
-					return nil, fmt.Errorf("--cache-to type=inline: %w", err)
+			if remote != nil {
+				sopts.Remote = remote
+			}
+			sopts.SourceDateEpoch = stamp.epoch
+			if pp := newPrepush(upCtx, reg, st, b, o.Outputs, o.Tags, o.CacheTo); pp != nil {
+				sopts.StepDone = pp.stepDone
+			}
+			sopts.StepDone = h.watch(b, sopts.StepDone)
+			res, err := solver.Solve(ctx, b, sopts)
+			if err != nil {
+				if sc != nil {
+					_ = sc.Save(scPath, st.Scratch())
+				}
+				return nil, nil, err
+			}
+			img := res.Image
+			for _, sp := range o.CacheTo {
+				if sp.Type == "inline" {
+					if img, err = withInlineCache(st, img, append(entries(b, res.Steps, "min"), remotecache.SelectionEntries(res.Selections)...)); err != nil {
+						return nil, nil, fmt.Errorf("--cache-to type=inline: %w", err)
+					}
 				}
 			}
+			for _, mode := range []string{"min", "max"} {
+				cacheEntries[mode] = append(cacheEntries[mode], entries(b, res.Steps, mode)...)
+			}
+			for k, m := range res.Selections {
+				selections[k] = m
+			}
+			solved = append(solved, res)
+			images = append(images, img)
+			steps = append(steps, res.Steps...)
 		}
-		for _, mode := range []string{"min", "max"} {
-			cacheEntries[mode] = append(cacheEntries[mode], entries(b, res.Steps, mode)...)
+		if sc != nil {
+			if err := sc.Save(scPath, st.Scratch()); err != nil {
+				o.Warn(fmt.Sprintf("stat cache not saved: %v", err))
+			}
 		}
-		for k, m := range res.Selections {
-			selections[k] = m
+		// The image and the caches go out at the same time: they share most blobs, and each blob is
+		// sent (or found present) once for both. Caches go out one after the other: they share the
+		// cache-mount set.
+		var cacheErr error
+		cacheDone := make(chan struct{})
+		go func() {
+			defer close(cacheDone)
+			for _, sp := range o.CacheTo {
+				if sp.Type == "inline" {
+					continue
+				}
+				mode := "min"
+				if sp.Mode == "max" {
+					mode = "max"
+				}
+				if cacheErr = exportCache(ctx, rec, sp, append(cacheEntries[mode], remotecache.SelectionEntries(selections)...), mounts, fetcher, o.Warn); cacheErr != nil {
+					return
+				}
+			}
+		}()
+		if multi {
+			var layers [][]store.Layer
+			for _, r := range solved {
+				layers = append(layers, r.Layers)
+			}
+			img, err = exportIndex(ctx, rec, st, reg, fetcher, images, layers, plats, o.Outputs, o.Tags)
+		} else {
+			img, err = exportAll(ctx, rec, st, reg, fetcher, images[0], solved[0].Layers, o.Outputs, o.Tags, stamp)
 		}
-		solved = append(solved, res)
-		images = append(images, img)
-		steps = append(steps, res.Steps...)
+		<-cacheDone
+		if err != nil {
+			return nil, nil, err
+		}
+		if cacheErr != nil {
+			return nil, nil, cacheErr
+		}
+		return img, steps, nil
 	}
-	if sc != nil {
-		if err := sc.Save(scPath, st.Scratch()); err != nil {
-			o.Warn(fmt.Sprintf("stat cache not saved: %v", err))
-		}
-	}
-	// The image and the caches go out at the same time: they share most blobs, and each blob is
-	// sent (or found present) once for both. Caches go out one after the other: they share the
-	// cache-mount set.
-	var cacheErr error
-	cacheDone := make(chan struct{})
-	go func() {
-		defer close(cacheDone)
-		for _, sp := range o.CacheTo {
-			if sp.Type == "inline" {
-				continue
-			}
-			mode := "min"
-			if sp.Mode == "max" {
-				mode = "max"
-			}
-			if cacheErr = exportCache(ctx, rec, sp, append(cacheEntries[mode], remotecache.SelectionEntries(selections)...), mounts, fetcher, o.Warn); cacheErr != nil {
-				return
-			}
-		}
-	}()
 	var img *image.Image
-	if multi {
-		var layers [][]store.Layer
-		for _, r := range solved {
-			layers = append(layers, r.Layers)
+	var steps []solver.StepResult
+	forgotten := map[digest.Digest]bool{}
+	for {
+		mark := h.mark()
+		img, steps, err = solveAndExport()
+		if !forgetGone(err, st, remote, fetcher, forgotten, o.Warn) {
+			break
 		}
-		img, err = exportIndex(ctx, rec, st, reg, fetcher, images, layers, plats, o.Outputs, o.Tags)
-	} else {
-		img, err = exportAll(ctx, rec, st, reg, fetcher, images[0], solved[0].Layers, o.Outputs, o.Tags, stamp)
+		h.truncate(mark)
 	}
-	<-cacheDone
 	if err != nil {
 		return nil, err
-	}
-	if cacheErr != nil {
-		return nil, cacheErr
 	}
 	out := &Result{Image: img, Steps: steps, Registry: reg.Stats()}
 	if t := out.Registry; t.Pulled+t.Pushed > 0 || len(o.CacheFrom)+len(o.CacheTo) > 0 {
@@ -367,6 +385,49 @@ func Run(ctx context.Context, o Options) (built *Result, err error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// maxForget bounds the layers one build forgets for blobs gone from its caches (see forgetGone):
+// each attempt forgets at least one new layer, so a build makes at most this many attempts more.
+const maxForget = 32
+
+// forgetGone decides whether a failed attempt is worth another: when err is a lazy layer's blob
+// that its cache no longer has, it forgets that layer and every other the attempt found gone
+// (the store's lazy copy and the records naming it, and the imported cache's records), so the
+// steps that made them run again, and reports true. A blob forgotten once already (a base image's
+// layer gone from its repository, which no step makes again) ends the retries with the error.
+func forgetGone(err error, st *store.Store, remote *remotecache.Index, f *remotecache.Fetcher, forgotten map[digest.Digest]bool, warn func(string)) bool {
+	found := f.TakeGone()
+	var gone *remotecache.BlobGoneError
+	if err == nil || !errors.As(err, &gone) {
+		return false
+	}
+	const advice = "a layer's blob is gone from the registry that was to serve it: build with --no-cache, or without that --cache-from, and export the cache again with --cache-to"
+	if gone.DiffID == "" || forgotten[gone.Digest] || len(forgotten) >= maxForget {
+		warn(advice)
+		return false
+	}
+	again := false
+	for _, g := range append(found, *gone) {
+		if g.DiffID == "" || forgotten[g.Digest] {
+			continue
+		}
+		forgotten[g.Digest] = true
+		n := remote.Forget(g.Digest)
+		m, ferr := st.ForgetLayer(g.DiffID)
+		if ferr != nil {
+			warn(fmt.Sprintf("cache blob %s is gone, and forgetting it failed: %v", g.Digest, ferr))
+			return false
+		}
+		if n+m > 0 {
+			again = true
+			warn(fmt.Sprintf("cache blob %s is gone from %s (deleted since the cache was exported): running again the steps that made it", g.Digest, g.Remote))
+		}
+	}
+	if !again {
+		warn(advice)
+	}
+	return again
 }
 
 func pickCompression(o Options) (string, error) {

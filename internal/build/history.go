@@ -68,6 +68,20 @@ func (h *buildHistory) watch(b *graph.Build, next func(solver.StepResult)) func(
 	}
 }
 
+// mark and truncate drop the steps of an attempt the build makes again (see forgetGone): the
+// record keeps the attempt that finished.
+func (h *buildHistory) mark() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.steps)
+}
+
+func (h *buildHistory) truncate(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.steps = h.steps[:n]
+}
+
 // finish writes the record. A history that cannot be written is a warning: the build itself is
 // what the user asked for.
 func (h *buildHistory) finish(built **Result, errp *error) {

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
@@ -32,11 +34,54 @@ const layoutPrefix = "oci-layout:"
 type Fetcher struct {
 	Registry *registry.Client
 	Store    *store.Store
+
+	mu   sync.Mutex
+	gone []BlobGoneError // layers found gone, in order, until TakeGone
 }
 
 // Fetch makes l's blob present in the store.
 func (f *Fetcher) Fetch(ctx context.Context, l store.Layer) error {
-	return f.fetch(ctx, l.Remote, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+	return f.goneLayer(f.fetch(ctx, l.Remote, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}), l)
+}
+
+// TakeGone returns the layers found gone since the last call: fetches run in parallel, and a
+// failed build reports one error, while the build flow forgets them all before trying again.
+func (f *Fetcher) TakeGone() []BlobGoneError {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := f.gone
+	f.gone = nil
+	return g
+}
+
+// BlobGoneError is a lazy layer whose blob the repository (or cache directory) that was to serve
+// it no longer has: a registry's garbage collection or retention policy deleted it after the
+// cache was exported. No retry brings it back; the build flow instead forgets the layer and runs
+// again the steps that made it (see build.Run).
+type BlobGoneError struct {
+	DiffID digest.Digest // the layer's, when the caller knew it
+	Digest digest.Digest
+	Remote string
+	Err    error
+}
+
+func (e *BlobGoneError) Error() string {
+	return fmt.Sprintf("blob %s of cache %s is gone (deleted since the cache was exported): %v", e.Digest, e.Remote, e.Err)
+}
+
+func (e *BlobGoneError) Unwrap() error { return e.Err }
+
+// goneLayer names l's diffID in a BlobGoneError and keeps it for TakeGone, so the build can
+// forget the layer.
+func (f *Fetcher) goneLayer(err error, l store.Layer) error {
+	var gone *BlobGoneError
+	if errors.As(err, &gone) {
+		gone.DiffID = l.DiffID
+		f.mu.Lock()
+		f.gone = append(f.gone, *gone)
+		f.mu.Unlock()
+	}
+	return err
 }
 
 // FetchStream is Fetch that also copies the blob's bytes to tee as they arrive, so the caller
@@ -46,7 +91,7 @@ func (f *Fetcher) Fetch(ctx context.Context, l store.Layer) error {
 // whatever tee was sent.
 func (f *Fetcher) FetchStream(ctx context.Context, l store.Layer, tee io.Writer) (streamed bool, err error) {
 	ts := &teeStore{Store: f.Store, tee: tee}
-	err = f.fetchInto(ctx, ts, l.Remote, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+	err = f.goneLayer(f.fetchInto(ctx, ts, l.Remote, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}), l)
 	return err == nil && ts.passes == 1 && ts.whole, err
 }
 
@@ -82,6 +127,9 @@ func (f *Fetcher) fetchInto(ctx context.Context, sink registry.BlobStore, remote
 	}
 	if dir, ok := strings.CutPrefix(remote, layoutPrefix); ok {
 		fh, err := os.Open(layoutBlob(dir, d.Digest))
+		if errors.Is(err, fs.ErrNotExist) {
+			return &BlobGoneError{Digest: d.Digest, Remote: dir, Err: err}
+		}
 		if err != nil {
 			return fmt.Errorf("cache %s: %w", dir, err)
 		}
@@ -93,10 +141,8 @@ func (f *Fetcher) fetchInto(ctx context.Context, sink registry.BlobStore, remote
 	}
 	err := f.Registry.FetchBlob(ctx, remote, d, sink, nil)
 	if errors.Is(err, registry.ErrNotFound) {
-		// The cache's manifest still names the blob, but its registry deleted it (garbage
-		// collection, a retention policy): no retry brings it back, so say what to do instead.
-		return fmt.Errorf("blob %s of cache %s is gone from the registry (deleted since the cache was exported): "+
-			"build with --no-cache, or without that --cache-from, and export the cache again with --cache-to: %w", d.Digest, remote, err)
+		// The cache's manifest still names the blob, but its registry deleted it.
+		return &BlobGoneError{Digest: d.Digest, Remote: remote, Err: err}
 	}
 	return err
 }
@@ -155,6 +201,21 @@ func (ix *Index) Lookup(key string) (*store.Record, *store.Layer, bool) {
 		l = &c
 	}
 	return &r, l, true
+}
+
+// Forget drops the records whose layer is the blob d (gone from its registry), so the steps that
+// made it are run again rather than answered from this cache. It reports how many it dropped.
+func (ix *Index) Forget(d digest.Digest) (n int) {
+	if ix == nil {
+		return 0
+	}
+	for k, e := range ix.entries {
+		if e.layer != nil && e.layer.Digest == d {
+			delete(ix.entries, k)
+			n++
+		}
+	}
+	return n
 }
 
 // Len is the number of records imported.

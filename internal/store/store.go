@@ -399,6 +399,46 @@ func (s *Store) GetLayer(diffID digest.Digest) (Layer, error) {
 	return l, err
 }
 
+// ForgetLayer removes a lazy layer whose blob its Remote no longer has, and the cache records
+// naming it, so the steps that made it miss and run again (a layer no record names is kept). Records go first: a crash in between
+// leaves a layer no record names, which is fine, never a record naming no layer. A layer whose
+// blob the store holds is kept: nothing is lost. It reports how many records it removed.
+func (s *Store) ForgetLayer(diffID digest.Digest) (int, error) {
+	l, err := s.GetLayer(diffID)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if s.Has(l.Digest) {
+		return 0, nil
+	}
+	recs, err := s.Records()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	n := 0
+	for _, r := range recs {
+		if r.Empty || r.Layer != diffID {
+			continue
+		}
+		if err := os.Remove(s.recordPath(r.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("forget record %s: %w", r.Key, err)
+		}
+		n++
+	}
+	if n == 0 {
+		// No step made it here (a lazily pulled base image's layer): an image still names it,
+		// and forgetting it would leave that image broken rather than make anything run again.
+		return 0, nil
+	}
+	if err := os.Remove(s.layerPath(diffID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return n, fmt.Errorf("forget layer %s: %w", diffID, err)
+	}
+	return n, nil
+}
+
 // SnapshotPath is the unpacked (overlay-format) directory of a layer.
 func (s *Store) SnapshotPath(diffID digest.Digest) string {
 	return filepath.Join(s.root, "snapshots", diffID.Encoded())

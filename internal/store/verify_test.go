@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -351,4 +352,47 @@ func TestVerifyStrayScratchTempFilesAndMounts(t *testing.T) {
 	if _, err := os.Stat(s.tmpDir); err != nil {
 		t.Errorf("verify removed its own scratch dir: %v", err)
 	}
+}
+
+// A lazy layer whose blob its registry deleted is forgotten with the records naming it, and the
+// store stays consistent; a lazy base layer no record names is kept (an image names it).
+func TestForgetLayer(t *testing.T) {
+	vs := newVerifyStore(t)
+	w := vs.f.open(false)
+	if n, err := w.ForgetLayer(vs.lazy.DiffID); err != nil || n != 0 {
+		t.Fatalf("ForgetLayer(base layer) = %d, %v; want it kept", n, err)
+	}
+	if _, err := w.GetLayer(vs.lazy.DiffID); err != nil {
+		t.Fatalf("the base layer is gone: %v", err)
+	}
+	data := randBytes(t, 500)
+	l := Layer{DiffID: digest.FromBytes(append([]byte("diff"), data...)), Digest: digest.FromBytes(data), MediaType: "application/vnd.oci.image.layer.v1.tar+gzip", Size: 500, Remote: "registry.example/cache"}
+	l.ContentID = l.DiffID
+	if err := w.PutLayer(l); err != nil {
+		t.Fatal(err)
+	}
+	r := &Record{Key: randKey(t), Step: "test RUN", Layer: l.DiffID, Size: 500, Created: time.Now()}
+	if err := w.PutRecord(r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.GetRecord(r.Key); err != nil {
+		t.Fatalf("the lazy record is not usable before: %v", err)
+	}
+	if n, err := w.ForgetLayer(l.DiffID); err != nil || n != 1 {
+		t.Fatalf("ForgetLayer = %d, %v; want 1 record removed", n, err)
+	}
+	if _, err := w.GetRecord(r.Key); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the record still answers: %v", err)
+	}
+	if _, err := w.GetLayer(l.DiffID); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the layer is still known: %v", err)
+	}
+	// A layer whose blob is here is never forgotten.
+	if n, err := w.ForgetLayer(vs.recL.DiffID); err != nil || n != 0 {
+		t.Errorf("ForgetLayer(local layer) = %d, %v", n, err)
+	}
+	w.Close()
+	x := vs.f.open(true)
+	defer x.Close()
+	wantProblems(t, runVerify(t, x, false))
 }
