@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -760,4 +761,79 @@ func pushCrafted(t *testing.T, repo string, layerTar []byte) string {
 		t.Fatal(err)
 	}
 	return ref.String()
+}
+
+// pushWithDiffIDs pushes the busybox base plus layerTar, with the config's diffID of that layer
+// replaced by claim: the blob digests stay right, so only a check of the uncompressed bytes
+// against the config sees the lie.
+func pushWithDiffIDs(t *testing.T, repo string, layerTar []byte, claim v1.Hash) string {
+	t.Helper()
+	base, err := name.ParseReference(baseRef, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.AppendLayers(img, layer); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	if claim != (v1.Hash{}) {
+		cfg.RootFS.DiffIDs[len(cfg.RootFS.DiffIDs)-1] = claim
+	}
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(testReg.Addr()+"/"+repo+":v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref.String()
+}
+
+// Snapshots are shared by diffID across images. An image whose config lists, for its own layer,
+// the diffID of another image's layer must be refused when pulled: otherwise its files would be
+// unpacked as that layer and every later build FROM the honest image would run on them (a cache
+// poisoning across images, in the spirit of moby CVE-2024-24557).
+func TestPulledLayerLyingDiffID(t *testing.T) {
+	e := newEnv(t)
+	good := makeLayer(t, tarEnt{name: "who", body: "honest\n"})
+	goodRef := pushWithDiffIDs(t, "crafted/honest", good, v1.Hash{})
+	gd, _, err := v1.SHA256(bytes.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evilRef := pushWithDiffIDs(t, "crafted/liar", makeLayer(t, tarEnt{name: "who", body: "planted\n"}), gd)
+
+	liar := e.project("liar", map[string]string{"Dockerfile": "FROM " + evilRef + "\nRUN cat /who\n"})
+	r := e.run("build", "--progress=plain", liar)
+	if r.err == nil {
+		t.Errorf("a build FROM an image lying about its layer's diffID succeeded:\n%s", r.out)
+	} else if !strings.Contains(r.out, "not the diffID "+gd.String()) {
+		t.Errorf("the error does not say the layer is not its diffID:\n%s", r.out)
+	}
+	honest := e.project("honest", map[string]string{"Dockerfile": "FROM " + goodRef + "\nRUN cp /who /seen\n"})
+	dest := filepath.Join(t.TempDir(), "out")
+	if r := e.run("build", "--progress=plain", "-o", "type=local,dest="+dest, honest); r.err != nil {
+		t.Fatalf("honest build: %v\n%s", r.err, r.out)
+	}
+	if got := readFile(t, filepath.Join(dest, "seen")); got != "honest\n" {
+		t.Errorf("the honest image's RUN saw /who = %q: the liar's layer was used as the honest one", got)
+	}
+	if r := e.run("store", "verify"); r.err != nil || !strings.HasSuffix(strings.TrimSpace(r.out), ": ok") {
+		t.Errorf("store verify: %v\n%s", r.err, r.out)
+	}
 }

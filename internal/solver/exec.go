@@ -319,7 +319,7 @@ func (s *solver) fetchAndUnpack(l store.Layer, dir string, v *progress.Vertex) (
 		if err == nil {
 			var r io.ReadCloser
 			if r, err = decompress(pr, l.MediaType); err == nil {
-				err = snapshot.Unpack(r, dir)
+				err = unpackVerified(r, dir, l)
 				r.Close()
 			}
 		}
@@ -365,8 +365,29 @@ func unpackStored(st *store.Store, l store.Layer, dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	if err := snapshot.Unpack(r, dir); err != nil {
+	return unpackVerified(r, dir, l)
+}
+
+// unpackVerified unpacks the uncompressed layer r into dir and checks that those bytes are the
+// layer's diffID. The blob digest proves the bytes are the ones the manifest named, not that
+// they are the layer the image config (or a cache record) claims: snapshots are shared by diffID
+// across images, so an image lying about a diffID would otherwise plant its files under another
+// image's layer for every later build that uses it. The caller commits dir only on success.
+func unpackVerified(r io.Reader, dir string, l store.Layer) error {
+	if err := l.DiffID.Validate(); err != nil {
+		return fmt.Errorf("layer %s: diffID: %w", l.Digest, err)
+	}
+	v := l.DiffID.Algorithm().Digester()
+	tr := io.TeeReader(r, v.Hash())
+	if err := snapshot.Unpack(tr, dir); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	// The tar reader stops at the end-of-archive blocks; the padding after them is in the diffID.
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	if got := v.Digest(); got != l.DiffID {
+		return fmt.Errorf("layer %s: its uncompressed content is %s, not the diffID %s it is listed with: refusing it", l.Digest, got, l.DiffID)
 	}
 	return nil
 }

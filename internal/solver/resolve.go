@@ -164,7 +164,10 @@ func (r *Resolver) recordLazyLayers(img *image.Image, repo string) error {
 	}
 	for i, desc := range img.Layers {
 		diffID := cfg.RootFS.DiffIDs[i]
-		if l, err := r.Store.GetLayer(diffID); err == nil && r.Store.Has(l.Digest) {
+		// Another image's blob for this diffID is used only once its unpacked snapshot proved
+		// it is that diffID (unpackVerified): a config may name any diffID for its own blob,
+		// and a lying image must not make an honest one use its blob.
+		if l, err := r.Store.GetLayer(diffID); err == nil && r.Store.Has(l.Digest) && (l.Digest == desc.Digest || r.Store.HasSnapshot(diffID)) {
 			continue
 		}
 		l := store.Layer{DiffID: diffID, Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, ContentID: diffID, Remote: repo}
