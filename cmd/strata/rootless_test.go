@@ -137,7 +137,7 @@ RUN rm -rf /out/gone /out/d && mkdir /out/d && touch /out/d/new && chown 1234:12
 RUN --network=none sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " > /out/ifaces && ls /sys/class/net > /out/sysnet'
 COPY --chown=4321:8765 a.txt /copied/a.txt
 COPY b.txt /copied/
-RUN ls -ln /out /out/d /copied > /out/listing
+RUN stat -c '%n %u:%g %a' /out/* /out/d/* /copied/* > /out/listing
 `
 
 // A non-root user builds a Dockerfile with RUN and COPY: files keep, inside the image, the owners a
@@ -248,13 +248,21 @@ func TestRootlessBuild(t *testing.T) {
 		}
 	}
 	rootfs := unpackImage(t, layout)
+	// The owners a RUN step sees inside the rootless build are the image's. (The listing has no
+	// times: a RUN that writes the clock, such as ls -l's minutes, makes the image differ from
+	// a build made a minute later, rootless or not.)
+	wantSeen := "/out/d/new 1234:1234 644\n/out/link 65534:65534 777\n/out/n.txt 1234:0 644\n" +
+		"/out/root.txt 0:0 644\n/copied/a.txt 4321:8765 644\n/copied/b.txt 0:0 644\n"
+	if seen := readFile(t, filepath.Join(rootfs, "out", "listing")); !containsLines(seen, wantSeen) {
+		t.Errorf("a RUN step of the rootless build sees:\n%swant lines:\n%s", seen, wantSeen)
+	}
 	for _, f := range []string{"ifaces", "sysnet"} {
 		if got := readFile(t, filepath.Join(rootfs, "out", f)); strings.TrimSpace(got) != "lo" {
 			t.Errorf("RUN --network=none saw interfaces %q in %s, want only lo", got, f)
 		}
 	}
 	if a, b := readFile(t, filepath.Join(u.home, "iid")), readFile(t, filepath.Join(e.dir, "iid")); a != b || !strings.HasPrefix(a, "sha256:") {
-		t.Errorf("image digest: rootless %s, root %s", a, b)
+		t.Errorf("image digest: rootless %s, root %s; how the images differ (- root, + rootless):\n%s", a, b, explainImageDiff(t, rootLayout, layout, "1"))
 	}
 }
 
@@ -631,4 +639,18 @@ RUN --mount=type=secret,id=tok --mount=type=cache,target=/cache,uid=1234 --mount
 	if _, err := os.Stat(filepath.Join(u.home, ".local", "share", "strata")); err == nil {
 		t.Errorf("store created under ~/.local/share although XDG_DATA_HOME is set")
 	}
+}
+
+// containsLines reports whether every line of want is a line of s.
+func containsLines(s, want string) bool {
+	have := map[string]bool{}
+	for _, l := range strings.Split(s, "\n") {
+		have[l] = true
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(want, "\n"), "\n") {
+		if !have[l] {
+			return false
+		}
+	}
+	return true
 }
