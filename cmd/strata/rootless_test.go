@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,7 +138,7 @@ RUN rm -rf /out/gone /out/d && mkdir /out/d && touch /out/d/new && chown 1234:12
 RUN --network=none sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " > /out/ifaces && ls /sys/class/net > /out/sysnet'
 COPY --chown=4321:8765 a.txt /copied/a.txt
 COPY b.txt /copied/
-RUN ls -ln /out /out/d /copied > /out/listing
+RUN stat -c '%n %u:%g %a' /out/* /out/d/* /copied/* > /out/listing
 `
 
 // A non-root user builds a Dockerfile with RUN and COPY: files keep, inside the image, the owners a
@@ -248,13 +249,90 @@ func TestRootlessBuild(t *testing.T) {
 		}
 	}
 	rootfs := unpackImage(t, layout)
+	// The owners a RUN step sees inside the rootless build are the image's. (The listing has no
+	// times: a RUN that writes the clock, such as ls -l's minutes, makes the image differ from
+	// a build made a minute later, rootless or not.)
+	wantSeen := "/out/d/new 1234:1234 644\n/out/link 65534:65534 777\n/out/n.txt 1234:0 644\n" +
+		"/out/root.txt 0:0 644\n/copied/a.txt 4321:8765 644\n/copied/b.txt 0:0 644\n"
+	if seen := readFile(t, filepath.Join(rootfs, "out", "listing")); !containsLines(seen, wantSeen) {
+		t.Errorf("a RUN step of the rootless build sees:\n%swant lines:\n%s", seen, wantSeen)
+	}
 	for _, f := range []string{"ifaces", "sysnet"} {
 		if got := readFile(t, filepath.Join(rootfs, "out", f)); strings.TrimSpace(got) != "lo" {
 			t.Errorf("RUN --network=none saw interfaces %q in %s, want only lo", got, f)
 		}
 	}
 	if a, b := readFile(t, filepath.Join(u.home, "iid")), readFile(t, filepath.Join(e.dir, "iid")); a != b || !strings.HasPrefix(a, "sha256:") {
-		t.Errorf("image digest: rootless %s, root %s", a, b)
+		t.Errorf("image digest: rootless %s, root %s; how the images differ (- root, + rootless):\n%s", a, b, explainImageDiff(t, rootLayout, layout, "1"))
+	}
+}
+
+// An image does not depend on the store it was built in or on who built it. A rootless user
+// builds, edits one file and builds again: the second build's COPY steps link the unchanged
+// files from the first one's snapshots and copy gzip members from its blobs. Root then builds
+// the edited context in a fresh store with --no-cache on one core. The COPY layers (written to
+// existing directories, so no file takes the build's time) must be the same blobs, and the image
+// re-timed with SOURCE_DATE_EPOCH (whose RUN layer is clamped too) the same digest.
+func TestRootlessIncrementalEqualsRootCold(t *testing.T) {
+	u := newRootlessUser(t)
+	ctx := filepath.Join(u.home, "proj")
+	files := map[string]string{"Dockerfile": `FROM {{BASE}}
+COPY . /
+COPY --chown=1234:5678 . /
+RUN cat /src/d02/f0042.txt /src/d01/f0017.txt > /out.txt && chown 4321:8765 /out.txt
+`}
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 400 {
+		var b strings.Builder
+		for b.Len() < 500+r.IntN(6000) {
+			fmt.Fprintf(&b, "line %d of file %d: %d\n", b.Len(), i, r.IntN(1e6))
+		}
+		files[fmt.Sprintf("src/d%02d/f%04d.txt", i%8, i)] = b.String()
+	}
+	files["data/big.txt"] = strings.Repeat("0123456789abcdef\n", 1<<16) // over 1 MiB: members of its own
+	u.writeProject(t, ctx, files)
+
+	const epoch = "SOURCE_DATE_EPOCH=1700000000"
+	type built struct{ plain, stamped, out string }
+	build := func(what string, run func(args ...string) result, dir string, extra ...string) built {
+		t.Helper()
+		b := built{plain: filepath.Join(dir, what+"-plain"), stamped: filepath.Join(dir, what+"-stamped")}
+		args := append([]string{"build", "--progress=plain", "--build-arg", epoch, "-t", "inc:1",
+			"-o", "type=oci,tar=false,dest=" + b.plain, "-o", "type=oci,tar=false,rewrite-timestamp=true,dest=" + b.stamped}, extra...)
+		res := run(append(args, ctx)...)
+		if res.err != nil {
+			t.Fatalf("%s: %v\n%s", what, res.err, res.out)
+		}
+		b.out = res.out
+		return b
+	}
+	asUser := func(args ...string) result { return u.run(t, args...) }
+	build("v1", asUser, u.home)
+	edited := filepath.Join(ctx, "src/d03/f0043.txt")
+	if err := os.WriteFile(edited, []byte("edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(edited, u.uid, u.gid); err != nil {
+		t.Fatal(err)
+	}
+	inc := build("v2", asUser, u.home)
+	if n := len(linkedLine.FindAllString(inc.out, -1)); n != 2 {
+		t.Errorf("rootless rebuild: %d COPY steps linked unchanged files, want 2\n%s", n, inc.out)
+	}
+
+	e := newEnv(t)
+	cold := build("cold", func(args ...string) result {
+		return e.runIn("", []string{"GOMAXPROCS=1"}, args...)
+	}, e.dir, "--no-cache")
+	incBlobs, _ := ociImageLayers(t, inc.plain)
+	coldBlobs, _ := ociImageLayers(t, cold.plain)
+	if len(incBlobs) != 4 || len(coldBlobs) != 4 || incBlobs[1] != coldBlobs[1] || incBlobs[2] != coldBlobs[2] {
+		t.Errorf("COPY layers: rootless incremental %v, root cold %v; how they differ (- root cold, + rootless incremental):\n%s",
+			incBlobs, coldBlobs, explainImageDiff(t, cold.plain, inc.plain, "1"))
+	}
+	if a, b := layoutManifest(inc.stamped, "1").digest, layoutManifest(cold.stamped, "1").digest; a != b || a == "" {
+		t.Errorf("re-timed image: rootless incremental %s, root cold %s; how they differ (- root cold, + rootless incremental):\n%s",
+			a, b, explainImageDiff(t, cold.stamped, inc.stamped, "1"))
 	}
 }
 
@@ -631,4 +709,18 @@ RUN --mount=type=secret,id=tok --mount=type=cache,target=/cache,uid=1234 --mount
 	if _, err := os.Stat(filepath.Join(u.home, ".local", "share", "strata")); err == nil {
 		t.Errorf("store created under ~/.local/share although XDG_DATA_HOME is set")
 	}
+}
+
+// containsLines reports whether every line of want is a line of s.
+func containsLines(s, want string) bool {
+	have := map[string]bool{}
+	for _, l := range strings.Split(s, "\n") {
+		have[l] = true
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(want, "\n"), "\n") {
+		if !have[l] {
+			return false
+		}
+	}
+	return true
 }

@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -255,3 +257,25 @@ func bytes2members(ms []layerblob.Member) []layerblob.Member {
 type failingReader struct{}
 
 func (failingReader) ReadAt([]byte, int64) (int, error) { return 0, errors.New("gone") }
+
+// Compressor must name the compression library the module requires: a store keeps member
+// indexes across strata upgrades, and an index whose Compressor still matched after the library
+// changed would have new blobs copy members compressed by the old one, so an incremental blob
+// would no longer be byte-identical to a cold one in a fresh store. (Test binaries carry no
+// dependency versions in their build info, so this reads go.mod.)
+func TestCompressorNamesLibraryVersion(t *testing.T) {
+	gomod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?github\.com/klauspost/compress v(\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("go.mod does not require github.com/klauspost/compress")
+	}
+	if bytes.Contains(gomod, []byte("github.com/klauspost/compress =>")) {
+		t.Fatal("go.mod replaces github.com/klauspost/compress: name the replacement in Compressor and here")
+	}
+	if want := "klauspost-compress-" + string(m[1]) + "/"; !strings.HasPrefix(layerblob.Compressor, want) {
+		t.Errorf("Compressor is %q, but go.mod requires klauspost/compress v%s: change Compressor (to start with %q)", layerblob.Compressor, m[1], want)
+	}
+}
