@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"unsafe"
@@ -20,7 +21,7 @@ import (
 
 // heredocCorpus is every Dockerfile of the conformance cases and the real-world testdata, plus
 // variants and hand-written cases aimed at what the placeholder scan does not model.
-func heredocCorpus(t *testing.T) map[string][]byte {
+func heredocCorpus(t testing.TB) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	cases, _ := filepath.Glob("../../test/conformance/cases/*.txtar")
@@ -98,41 +99,66 @@ func heredocCorpus(t *testing.T) map[string][]byte {
 func TestParseSubstitutedHeredocs(t *testing.T) {
 	substituted := 0
 	for name, df := range heredocCorpus(t) {
-		want, werr := parser.Parse(bytes.NewReader(df))
-		got, gerr := parseHeredocs(df, 0)
-		if errString(werr) != errString(gerr) || !reflect.DeepEqual(locations(werr), locations(gerr)) {
-			t.Errorf("%s: error %q, want %q", name, errString(gerr), errString(werr))
-			continue
+		sub, err := compareParses(df)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
-		if werr != nil {
-			continue
-		}
-		if got.short != nil {
+		if sub {
 			substituted++
-		}
-		if !reflect.DeepEqual(want, got.Result) {
-			t.Errorf("%s: parse results differ:\n got %s\nwant %s", name, dumpResult(got.Result), dumpResult(want))
-			continue
-		}
-		ws, wargs, werr := instructions.Parse(want.AST, linter.New(&linter.Config{}))
-		var gs []instructions.Stage
-		var gargs []instructions.ArgCommand
-		got.withShortLocations(func() { gs, gargs, gerr = instructions.Parse(got.AST, linter.New(&linter.Config{})) })
-		if errString(werr) != errString(gerr) {
-			t.Errorf("%s: instructions error %q, want %q", name, errString(gerr), errString(werr))
-			continue
-		}
-		if fmt.Sprint(commands(ws)) != fmt.Sprint(commands(gs)) || len(wargs) != len(gargs) {
-			t.Errorf("%s: commands\n got %v\nwant %v", name, commands(gs), commands(ws))
-		}
-		if !reflect.DeepEqual(want.AST, got.AST) {
-			t.Errorf("%s: withShortLocations did not restore the AST", name)
 		}
 	}
 	// Most of the corpus must have gone through the placeholders, or the test proves nothing.
 	if substituted < 120 {
 		t.Errorf("%d Dockerfiles parsed with placeholders, want at least 120", substituted)
 	}
+}
+
+// FuzzParseSubstitutedHeredocs looks for a Dockerfile whose parse with placeholders differs from
+// BuildKit's: go test -run '^$' -fuzz FuzzParseSubstitutedHeredocs -parallel 1 ./internal/dockerfile
+func FuzzParseSubstitutedHeredocs(f *testing.F) {
+	for name, df := range heredocCorpus(f) {
+		if strings.HasPrefix(name, "hand/") || bytes.Contains(df, []byte("<<")) {
+			f.Add(df)
+		}
+	}
+	f.Fuzz(func(t *testing.T, df []byte) {
+		if _, err := compareParses(df); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// compareParses parses df as BuildKit does and with every heredoc body replaced by a placeholder
+// (threshold 0) and reports the first difference: AST (values, heredoc names, contents, expand
+// and chomp flags, line ranges), warnings and errors, and after instructions.Parse the same
+// commands, first lines and errors. sub says whether placeholders were used.
+func compareParses(df []byte) (sub bool, _ error) {
+	want, werr := parser.Parse(bytes.NewReader(df))
+	got, gerr := parseHeredocs(df, 0)
+	if errString(werr) != errString(gerr) || !reflect.DeepEqual(locations(werr), locations(gerr)) {
+		return false, fmt.Errorf("error %q, want %q", errString(gerr), errString(werr))
+	}
+	if werr != nil {
+		return false, nil
+	}
+	sub = got.short != nil
+	if !reflect.DeepEqual(want, got.Result) {
+		return sub, fmt.Errorf("parse results differ:\n got %s\nwant %s", dumpResult(got.Result), dumpResult(want))
+	}
+	ws, wargs, werr := instructions.Parse(want.AST, linter.New(&linter.Config{}))
+	var gs []instructions.Stage
+	var gargs []instructions.ArgCommand
+	got.withShortLocations(func() { gs, gargs, gerr = instructions.Parse(got.AST, linter.New(&linter.Config{})) })
+	if errString(werr) != errString(gerr) {
+		return sub, fmt.Errorf("instructions error %q, want %q", errString(gerr), errString(werr))
+	}
+	if fmt.Sprint(commands(ws)) != fmt.Sprint(commands(gs)) || len(wargs) != len(gargs) {
+		return sub, fmt.Errorf("commands\n got %v\nwant %v", commands(gs), commands(ws))
+	}
+	if !reflect.DeepEqual(want.AST, got.AST) {
+		return sub, errors.New("withShortLocations did not restore the AST")
+	}
+	return sub, nil
 }
 
 // TestParseSubstitutesBigBodiesOnly checks the threshold and that the body is df's own bytes.
@@ -181,11 +207,15 @@ func commands(stages []instructions.Stage) []string {
 	return out
 }
 
+// didYouMean is BuildKit's suggestion for an unknown instruction, which picks among equally
+// close names in map order: two parses of the same text differ there.
+var didYouMean = regexp.MustCompile(` \(did you mean \w+\?\)`)
+
 func errString(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return didYouMean.ReplaceAllString(err.Error(), "")
 }
 
 func locations(err error) [][]parser.Range {
@@ -203,4 +233,22 @@ func dumpResult(r *parser.Result) string {
 	}
 	fmt.Fprintf(&sb, "\n  warnings %+v", r.Warnings)
 	return sb.String()
+}
+
+// TestSummarizeHeredoc holds the first-line summary to what BuildKit's (split the whole body
+// into lines) gives.
+func TestSummarizeHeredoc(t *testing.T) {
+	buildkit := func(doc string) string {
+		doc = strings.TrimSpace(doc)
+		lines := strings.Split(strings.ReplaceAll(doc, "\r\n", "\n"), "\n")
+		if len(lines) > 1 {
+			return lines[0] + "..."
+		}
+		return lines[0]
+	}
+	for _, doc := range []string{"", "a", "a\n", "  a b  \n", "a\nb\n", "a\r\nb", "a\r\r\nb", "a\rb\nc", "\r\n\r\nx\ny", "#!/bin/sh\necho\n"} {
+		if got, want := summarizeHeredoc(doc), buildkit(doc); got != want {
+			t.Errorf("summarizeHeredoc(%q) = %q, want %q", doc, got, want)
+		}
+	}
 }
