@@ -30,6 +30,8 @@ type Resolver interface {
 
 // Options is everything Parse needs besides the context.
 type Options struct {
+	// Dockerfile must not change once Parse is called: big heredoc bodies in the result are
+	// strings over these bytes, not copies.
 	Dockerfile []byte
 	Filename   string // for errors, e.g. "Dockerfile"
 	BuildArgs  map[string]string
