@@ -55,9 +55,9 @@ type body struct {
 	chomp         bool
 }
 
-// parseHeredocs is parser.Parse(df) without the parser holding a copy of each big heredoc body. Bodies
-// of min bytes or more are replaced by one placeholder line, the placeholders are found in the
-// result and replaced by the bodies as strings over df itself (df must not change afterwards),
+// parseHeredocs is parser.Parse(df) without the parser holding a copy of each big heredoc body.
+// Bodies of min bytes or more are replaced by one placeholder line, the placeholders are found in
+// the result and replaced by the bodies as strings over df itself (df must not change afterwards),
 // and line numbers after each body are moved back by the lines it lost. The substitution is
 // checked rather than trusted: each placeholder must come back as the whole body of exactly one
 // heredoc with the name and chomp flag the scan assumed, no line of the body may end that
