@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -431,15 +432,15 @@ func reportError(w io.Writer, name string, df []byte, err error) error {
 	}
 	fmt.Fprintf(w, "\nERROR: %s\n", msg)
 	if line > 0 {
-		lines := strings.Split(string(df), "\n")
-		if line <= len(lines) {
+		first := max(1, line-2)
+		if lines := linesOf(df, first, line+1); len(lines) > line-first {
 			fmt.Fprintln(w, "--------------------")
-			for i := max(1, line-2); i <= min(len(lines), line+1); i++ {
+			for j, text := range lines {
+				i := first + j
 				mark := "  "
 				if i == line {
 					mark = ">>>"
 				}
-				text := lines[i-1]
 				if len(text) > 200 { // a generated line can be megabytes long
 					text = text[:200] + fmt.Sprintf("… (%d bytes)", len(text))
 				}
@@ -449,6 +450,26 @@ func reportError(w io.Writer, name string, df []byte, err error) error {
 		}
 	}
 	return &exitError{code: 1}
+}
+
+// linesOf is lines first..last (1-based, as many as df has) of df, found in place: the
+// Dockerfile can hold hundreds of MB of heredocs, and a copy split into lines would cost more.
+func linesOf(df []byte, first, last int) []string {
+	var out []string
+	for n := 1; n <= last; n++ {
+		end := bytes.IndexByte(df, '\n')
+		if end < 0 {
+			end = len(df)
+		}
+		if n >= first {
+			out = append(out, string(df[:end]))
+		}
+		if end == len(df) {
+			break
+		}
+		df = df[end+1:]
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -30,6 +30,8 @@ type Resolver interface {
 
 // Options is everything Parse needs besides the context.
 type Options struct {
+	// Dockerfile must not change once Parse is called: big heredoc bodies in the result are
+	// strings over these bytes, not copies.
 	Dockerfile []byte
 	Filename   string // for errors, e.g. "Dockerfile"
 	BuildArgs  map[string]string
@@ -172,7 +174,7 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 	if err := checkSyntax(file, opts.Dockerfile, opts.BuildArgs); err != nil {
 		return nil, err
 	}
-	res, err := parser.Parse(bytes.NewReader(opts.Dockerfile))
+	res, err := parseHeredocs(opts.Dockerfile, bigHeredoc)
 	if err != nil {
 		// The parser turns bufio.ErrTooLong into a message without the line.
 		if strings.Contains(err.Error(), "line greater than max allowed size") {
@@ -184,11 +186,13 @@ func newBuilder(ctx context.Context, file string, opts Options) (*builder, error
 	if b.lint, err = newLinter(opts.Dockerfile, opts.BuildArgs); err != nil {
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
-	stages, metaArgs, err := instructions.Parse(res.AST, b.lint)
+	var stages []instructions.Stage
+	var metaArgs []instructions.ArgCommand
+	res.withShortLocations(func() { stages, metaArgs, err = instructions.Parse(res.AST, b.lint) })
 	if err != nil {
 		return nil, err
 	}
-	lintParse(b.lint, res, stages)
+	lintParse(b.lint, res.Result, stages)
 	if len(stages) == 0 {
 		return nil, &Error{File: file, Msg: "dockerfile contains no stages to build"}
 	}

@@ -33,14 +33,17 @@ func uppercaseCmd(s string) string {
 	return strings.ToUpper(name) + " " + rest
 }
 
+// summarizeHeredoc is BuildKit's summary of a heredoc body: its first line, "..." if more follow.
+// It reads only the first line: splitting a 200 MB body into lines would cost a slice header per
+// line.
 func summarizeHeredoc(doc string) string {
 	doc = strings.TrimSpace(doc)
-	lines := strings.Split(strings.ReplaceAll(doc, "\r\n", "\n"), "\n")
-	summary := lines[0]
-	if len(lines) > 1 {
-		summary += "..."
+	first, _, more := strings.Cut(doc, "\n")
+	first = strings.TrimSuffix(first, "\r")
+	if more {
+		first += "..."
 	}
-	return summary
+	return first
 }
 
 // runCommandString is BuildKit's history text for RUN: the build args in scope are listed as

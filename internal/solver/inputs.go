@@ -386,12 +386,24 @@ func keyFiles(files []graph.InlineFile) any {
 			out[i] = f
 			continue
 		}
-		h := sha256.New()
-		io.WriteString(h, f.Data)
+		sum := sha256String(f.Data)
 		f.Data = ""
-		out[i] = hashedInline{InlineFile: f, DataSHA256: hex.EncodeToString(h.Sum(nil))}
+		out[i] = hashedInline{InlineFile: f, DataSHA256: hex.EncodeToString(sum)}
 	}
 	return out
+}
+
+// sha256String hashes s through a small buffer: sha256's hash has no WriteString, so
+// io.WriteString would convert the whole body to a []byte, a copy of a 200 MB heredoc.
+func sha256String(s string) []byte {
+	h := sha256.New()
+	var buf [32 << 10]byte
+	for len(s) > 0 {
+		n := copy(buf[:], s)
+		h.Write(buf[:n])
+		s = s[n:]
+	}
+	return h.Sum(nil)
 }
 
 // seedsCache reports whether a cache mount with from= starts from the source's files. BuildKit

@@ -156,4 +156,8 @@ func TestKeyFilesHashesBigBodies(t *testing.T) {
 	if len(a) > 300 || bytes.Equal(a, b) {
 		t.Errorf("big bodies encoded as %d bytes, equal=%v: %.200s", len(a), bytes.Equal(a, b), a)
 	}
+	// The digest is the body's sha256, whole (hashed in chunks; keys made before stay valid).
+	if sum := sha256.Sum256([]byte(body + "a")); !bytes.Contains(a, []byte(`"DataSHA256":"`+hex.EncodeToString(sum[:])+`"`)) {
+		t.Errorf("big body's digest is not its sha256: %.300s", a)
+	}
 }
