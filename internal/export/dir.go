@@ -127,7 +127,7 @@ func placeBlob(dir string, desc ocispec.Descriptor, bs BlobOpener) error {
 		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
 	}
 	defer rc.Close()
-	return writeSwept(dst, 0o644, func(w io.Writer) error { return copyVerified(w, rc, desc) })
+	return writeSwept(dst, 0o644, true, func(w io.Writer) error { return copyVerified(w, rc, desc) })
 }
 
 func placeBytes(dst string, b []byte) error {
@@ -138,7 +138,7 @@ func placeBytes(dst string, b []byte) error {
 }
 
 func atomicWrite(dst string, b []byte) error {
-	return writeSwept(dst, 0o644, func(w io.Writer) error {
+	return writeSwept(dst, 0o644, true, func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})

@@ -6,11 +6,13 @@ package export
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -27,6 +29,18 @@ type BlobOpener interface {
 	Open(d digest.Digest) (io.ReadCloser, error)
 	// Path returns the blob's file, so a layout on the same filesystem can hardlink it; "" if none.
 	Path(d digest.Digest) string
+}
+
+// BlobVoucher is a BlobOpener that can vouch for a blob file it opened, so that an archive export
+// copies it without hashing it again (strata's store: see store.Store.Vouched for what it checks
+// and why that is enough). Blobs of an opener without it are always hashed.
+type BlobVoucher interface {
+	BlobOpener
+	// Vouched reports whether f, which Open returned for d, holds d's size bytes as written and
+	// verified by the opener, unmodified since.
+	Vouched(d digest.Digest, f *os.File, size int64) bool
+	// Verified tells the opener that f was just hashed and holds d, so it may vouch for it next time.
+	Verified(d digest.Digest, f *os.File)
 }
 
 // AnnotationImageName carries the full image name in index.json, as containerd, buildx and
@@ -48,11 +62,11 @@ func WriteOCIArchive(w io.Writer, img *image.Image, bs BlobOpener, tags []string
 	if err != nil {
 		return fmt.Errorf("export oci archive: %w", err)
 	}
-	tw := tar.NewWriter(w)
+	tw := &tarOut{w: w}
 	if err := writeLayoutTar(tw, img, bs, index); err != nil {
 		return fmt.Errorf("export oci archive: %w", err)
 	}
-	if err := tw.Close(); err != nil {
+	if err := tw.close(); err != nil {
 		return fmt.Errorf("export oci archive: %w", err)
 	}
 	return nil
@@ -78,7 +92,7 @@ func WriteDockerArchive(w io.Writer, img *image.Image, bs BlobOpener, tags []str
 	if err != nil {
 		return fmt.Errorf("export docker archive: %w", err)
 	}
-	tw := tar.NewWriter(w)
+	tw := &tarOut{w: w}
 	if err := writeLayoutTar(tw, img, bs, index); err != nil {
 		return fmt.Errorf("export docker archive: %w", err)
 	}
@@ -90,7 +104,7 @@ func WriteDockerArchive(w io.Writer, img *image.Image, bs BlobOpener, tags []str
 			return fmt.Errorf("export docker archive: %w", err)
 		}
 	}
-	if err := tw.Close(); err != nil {
+	if err := tw.close(); err != nil {
 		return fmt.Errorf("export docker archive: %w", err)
 	}
 	return nil
@@ -136,10 +150,10 @@ func layoutIndex(img *image.Image, names []imageName) ([]byte, error) {
 	return json.Marshal(newIndex(entries))
 }
 
-func writeLayoutTar(tw *tar.Writer, img *image.Image, bs BlobOpener, index []byte) error {
+func writeLayoutTar(tw *tarOut, img *image.Image, bs BlobOpener, index []byte) error {
 	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
 		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}
-		if err := tw.WriteHeader(hdr); err != nil {
+		if err := tw.header(hdr); err != nil {
 			return err
 		}
 	}
@@ -162,21 +176,39 @@ func writeLayoutTar(tw *tar.Writer, img *image.Image, bs BlobOpener, index []byt
 }
 
 // writeBlob streams one blob into the tar, checking size and digest so a corrupt store entry fails
-// the export instead of producing an archive that fails later, elsewhere.
-func writeBlob(tw *tar.Writer, desc ocispec.Descriptor, bs BlobOpener) error {
+// the export instead of producing an archive that fails later, elsewhere. A blob its store vouches
+// for is not hashed again: its bytes go from file to file with copy_file_range when the archive is
+// a regular file, never through this process.
+func writeBlob(tw *tarOut, desc ocispec.Descriptor, bs BlobOpener) error {
 	rc, err := bs.Open(desc.Digest)
 	if err != nil {
 		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
 	}
 	defer rc.Close()
-	hdr := fileHeader(blobPath(desc.Digest), desc.Size)
-	if err := tw.WriteHeader(hdr); err != nil {
+	if err := tw.header(fileHeader(blobPath(desc.Digest), desc.Size)); err != nil {
 		return err
 	}
-	if err := copyVerified(tw, rc, desc); err != nil {
-		return err
+	f, isFile := rc.(*os.File)
+	voucher, canVouch := bs.(BlobVoucher)
+	if isFile && canVouch && voucher.Vouched(desc.Digest, f, desc.Size) {
+		// io.Copy hands a LimitedReader of an *os.File to os.File.ReadFrom, which uses
+		// copy_file_range (or splice into a pipe); other writers get an ordinary copy.
+		n, err := io.Copy(tw.w, io.LimitReader(f, desc.Size))
+		if err != nil {
+			return fmt.Errorf("copy blob %s: %w", desc.Digest, err)
+		}
+		if n != desc.Size {
+			return fmt.Errorf("blob %s: store has %d bytes, manifest says %d", desc.Digest, n, desc.Size)
+		}
+	} else {
+		if err := copyVerified(tw.w, rc, desc); err != nil {
+			return err
+		}
+		if isFile && canVouch {
+			voucher.Verified(desc.Digest, f)
+		}
 	}
-	return nil
+	return tw.pad(desc.Size)
 }
 
 func copyVerified(w io.Writer, r io.Reader, desc ocispec.Descriptor) error {
@@ -206,11 +238,48 @@ func copyVerified(w io.Writer, r io.Reader, desc ocispec.Descriptor) error {
 
 var errCorrupt = errors.New("content in the store does not match its digest")
 
-func writeFile(tw *tar.Writer, name string, b []byte) error {
-	if err := tw.WriteHeader(fileHeader(name, int64(len(b)))); err != nil {
+func writeFile(tw *tarOut, name string, b []byte) error {
+	if err := tw.header(fileHeader(name, int64(len(b)))); err != nil {
 		return err
 	}
-	_, err := tw.Write(b)
+	if _, err := tw.w.Write(b); err != nil {
+		return err
+	}
+	return tw.pad(int64(len(b)))
+}
+
+// tarOut writes a tar stream byte for byte as archive/tar's Writer would, taking each entry's
+// header blocks from it but writing file data itself: tar.Writer accepts data only through Write,
+// which would pull every blob through a user-space buffer and rule out copy_file_range.
+type tarOut struct {
+	w   io.Writer
+	buf bytes.Buffer
+}
+
+const tarBlock = 512
+
+// header writes hdr's header blocks (a PAX extended header first when tar.Writer would write one).
+func (t *tarOut) header(hdr *tar.Header) error {
+	t.buf.Reset()
+	// WriteHeader writes the blocks to buf at once; the data it then expects is written to t.w.
+	if err := tar.NewWriter(&t.buf).WriteHeader(hdr); err != nil {
+		return err
+	}
+	_, err := t.w.Write(t.buf.Bytes())
+	return err
+}
+
+var zeroBlocks [2 * tarBlock]byte
+
+// pad ends an entry of size bytes with zeros up to the next block.
+func (t *tarOut) pad(size int64) error {
+	_, err := t.w.Write(zeroBlocks[:(tarBlock-size%tarBlock)%tarBlock])
+	return err
+}
+
+// close writes the trailer: two zero blocks, as tar.Writer.Close.
+func (t *tarOut) close() error {
+	_, err := t.w.Write(zeroBlocks[:])
 	return err
 }
 

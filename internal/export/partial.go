@@ -28,17 +28,27 @@ const partialMarker = ".strata-partial-"
 var namedPartials bool
 
 // WriteFile makes write's output appear at dest with permissions perm, atomically: readers see
-// the old file or the complete new one, never a prefix. Partials a killed writer of dest left
-// are swept first.
+// the old file or the complete new one, never a prefix, and a killed writer leaves nothing under
+// dest. Partials a killed writer of dest left are swept first.
+//
+// The file is not fsynced before it is renamed into place. WriteFile writes output archives,
+// which are not strata's state: nothing strata keeps refers to them (an output memo is trusted
+// only within the boot that recorded it, see WriteFileIfChanged), and a lost archive is written
+// again by the next build. A kill cannot tear one, since the kernel still writes back what the
+// process wrote; only a machine crash within the writeback delay can leave dest short or empty,
+// as it can the archives of `buildctl --output type=oci,dest=…` (os.Create, no fsync) and
+// `docker save`. fsyncing 200 MB cost about half a second per build on the benchmark's disk
+// (docs/BENCHMARKS.md).
 func WriteFile(dest string, perm fs.FileMode, write func(io.Writer) error) error {
 	if _, err := SweepPartials(filepath.Dir(dest), filepath.Base(dest)); err != nil {
 		return err
 	}
-	return writeSwept(dest, perm, write)
+	return writeSwept(dest, perm, false, write)
 }
 
-// writeSwept is WriteFile for callers that swept the directory already.
-func writeSwept(dest string, perm fs.FileMode, write func(io.Writer) error) error {
+// writeSwept is WriteFile for callers that swept the directory already; sync fsyncs the file
+// before it is renamed into place (an OCI layout's files, which later exports add to).
+func writeSwept(dest string, perm fs.FileMode, sync bool, write func(io.Writer) error) error {
 	dir, base := filepath.Dir(dest), filepath.Base(dest)
 	f, named, err := createPartial(dir, base)
 	if err != nil {
@@ -56,8 +66,10 @@ func writeSwept(dest string, perm fs.FileMode, write func(io.Writer) error) erro
 	if err := f.Chmod(perm); err != nil {
 		return fmt.Errorf("write %s: %w", dest, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", dest, err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("write %s: %w", dest, err)
+		}
 	}
 	if named == "" {
 		// Give the unnamed file a partial name (already locked, so no sweeper takes it), then

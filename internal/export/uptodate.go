@@ -97,14 +97,30 @@ const memoMargin = 2 * time.Second
 // archive an older strata wrote.
 const memoFormat = "v1"
 
-// signature is dest's stat signature plus tail's digest, as a memo records it, and dest's ctime.
+// signature is dest's stat signature plus tail's digest and the boot's id, as a memo records it,
+// and dest's ctime. Archives are written without fsync (see WriteFile), so after a crash a file
+// may hold other bytes than the page cache held when the memo was recorded, under the same
+// signature: a memo vouches for its file only within the boot that recorded it.
 func signature(dest string, perm fs.FileMode, tail []byte) (string, int64, bool) {
+	boot := bootID()
 	var st unix.Stat_t
-	if err := unix.Lstat(dest, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || fs.FileMode(st.Mode&0o7777) != perm {
+	if boot == "" || unix.Lstat(dest, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || fs.FileMode(st.Mode&0o7777) != perm {
 		return "", 0, false
 	}
-	return fmt.Sprintf("%s %x %d %d %d %d %d %o", memoFormat, sha256.Sum256(tail), st.Dev, st.Ino, st.Size,
+	return fmt.Sprintf("%s %s %x %d %d %d %d %d %o", memoFormat, boot, sha256.Sum256(tail), st.Dev, st.Ino, st.Size,
 		st.Mtim.Nano(), st.Ctim.Nano(), st.Mode), st.Ctim.Nano(), true
+}
+
+// bootIDFile changes with every boot; tests point it elsewhere to simulate a reboot.
+var bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// bootID is the running boot's id, or "" when it cannot be read (then no memo is trusted).
+func bootID() string {
+	b, err := os.ReadFile(bootIDFile)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func memoTrusted(memo, dest string, perm fs.FileMode, tail []byte) bool {

@@ -133,7 +133,8 @@ func TestDamagedRecordSkipped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A torn write (the store never makes one, but a disk can) and a record from a newer strata.
+	// A torn write (a machine crash can leave one: records are not fsynced) and a record from a
+	// newer strata.
 	ents, _ := os.ReadDir(Dir(root))
 	var damaged string
 	for _, e := range ents {

@@ -20,8 +20,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/atomicfile"
 )
@@ -298,9 +300,11 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Commit fsyncs and renames the blob into place, returning its digest and size.
+// Commit fsyncs and renames the blob into place, returning its digest and size. The blob's mtime
+// gets the store's stamp (see Vouched).
 func (w *BlobWriter) Commit() (digest.Digest, int64, error) {
 	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(w.h.Sum(nil)))
+	stamp(w.f) // best effort: an unstamped blob is hashed when exported
 	if err := w.f.Sync(); err != nil {
 		return "", 0, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -314,6 +318,49 @@ func (w *BlobWriter) Commit() (digest.Digest, int64, error) {
 	}
 	w.s.used.add(leaseBlob, d.Encoded())
 	return d, w.n, nil
+}
+
+// blobStampNsec is the nanosecond part of the mtime the store gives a blob it has verified (its
+// seconds are the moment of stamping). A write to the file afterwards sets its mtime from the
+// clock, whose nanoseconds are this value about once in a billion writes.
+const blobStampNsec = 271_828_182
+
+// stamp marks f as holding what the store verified it holds.
+func stamp(f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	ts := [2]unix.Timespec{st.Atim, {Sec: time.Now().Unix(), Nsec: blobStampNsec}}
+	// futimens(2): utimensat with a NULL path acts on the descriptor, which may be read-only.
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, f.Fd(), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// Vouched reports whether a blob file opened by Open still holds the size bytes the store
+// verified it to hold, without reading them: it is a regular file of that size whose mtime
+// carries the stamp the store gave it when it wrote the blob (the digest computed over the bytes
+// as they were written, then fsync and rename) or last hashed it. Nothing in strata opens a blob
+// for writing, but blobs are hardlinked into OCI layouts and local cache directories, where
+// another tool could write into one; any write resets the mtime and loses the stamp, so such a
+// blob is hashed again. What this cannot see is the disk itself flipping bits under an unchanged
+// inode: `strata store verify` hashes every blob for that, and whatever reads the archive
+// (docker load, skopeo, containerd, a registry on push) checks digests too.
+func (s *Store) Vouched(d digest.Digest, f *os.File, size int64) bool {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == size && st.Mtim.Nsec == blobStampNsec
+}
+
+// Verified stamps a blob file the caller has just hashed and found to hold d, so later exports
+// may trust it (blobs of a store written before stamps existed, or whose stamp was lost).
+func (s *Store) Verified(d digest.Digest, f *os.File) {
+	stamp(f) // best effort, as in Commit
 }
 
 // Abort drops an uncommitted blob; safe after Commit.
