@@ -1,10 +1,14 @@
 package store
 
 import (
+	"cmp"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -144,9 +148,9 @@ func treeSize(p string, seen inodeSet) int64 {
 // snapSize is what one snapshot holds: the bytes of its files with a single link, and each
 // inode it shares (hard links, within the snapshot or with other snapshots) with its size.
 type snapSize struct {
-	Unique int64       `json:"u"`
-	Dev    uint64      `json:"d,omitempty"`
-	Shared [][2]uint64 `json:"s,omitempty"` // inode number, size
+	Unique int64     `json:"u"`
+	Dev    uint64    `json:"d,omitempty"`
+	Shared inodeList `json:"s,omitempty"`
 
 	// Known only right after a walk: the path of each shared inode and how many of its links
 	// the snapshot holds, to find the snapshot it is shared with (see reconcile).
@@ -203,7 +207,9 @@ type snapshotSizes struct {
 
 func (s *Store) loadSnapshotSizes() *snapshotSizes {
 	c := &snapshotSizes{path: filepath.Join(s.root, snapshotSizesFile), root: s.root, m: map[string]*snapSize{}, seen: map[string]bool{}}
-	readJSON(c.path, &c.m)
+	if readJSON(c.path, &c.m) != nil {
+		c.m = map[string]*snapSize{} // damaged: measure again
+	}
 	for k, v := range c.m {
 		if v == nil {
 			delete(c.m, k)
@@ -311,4 +317,47 @@ func (s *Store) dropSnapshotSize(name string) {
 		delete(c.m, name)
 		writeJSON("", c.path, c.m)
 	}
+}
+
+// inodeList is a snapshot's shared inodes, each as (inode number, size). A snapshot a COPY
+// re-ran into shares nearly all its files, and the size cache is read after every build, so the
+// list is kept compact: sorted by inode, as varints of the inode's difference from the previous
+// one and of the size, base64 in the JSON (a few bytes an inode instead of ~25).
+type inodeList [][2]uint64
+
+func (l inodeList) MarshalJSON() ([]byte, error) {
+	sorted := slices.Clone(l)
+	slices.SortFunc(sorted, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	var buf []byte
+	var prev uint64
+	for _, e := range sorted {
+		buf = binary.AppendUvarint(buf, e[0]-prev)
+		buf = binary.AppendUvarint(buf, e[1])
+		prev = e[0]
+	}
+	return json.Marshal(buf)
+}
+
+func (l *inodeList) UnmarshalJSON(data []byte) error {
+	var buf []byte
+	if err := json.Unmarshal(data, &buf); err != nil {
+		return err
+	}
+	var out inodeList
+	var prev uint64
+	for len(buf) > 0 {
+		d, n := binary.Uvarint(buf)
+		if n <= 0 {
+			return errors.New("bad inode list")
+		}
+		size, m := binary.Uvarint(buf[n:])
+		if m <= 0 {
+			return errors.New("bad inode list")
+		}
+		buf = buf[n+m:]
+		prev += d
+		out = append(out, [2]uint64{prev, size})
+	}
+	*l = out
+	return nil
 }
