@@ -1,6 +1,7 @@
 package contenthash
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -33,7 +34,7 @@ func writeTree(t testing.TB, root string, files map[string]string) {
 
 func sel(t testing.TB, s *Source, srcs ...string) *Selection {
 	t.Helper()
-	out, err := s.Select(srcs, nil)
+	out, err := s.Select(context.Background(), srcs, nil)
 	if err != nil {
 		t.Fatalf("Select(%v): %v", srcs, err)
 	}
@@ -204,10 +205,10 @@ func TestDockerignore(t *testing.T) {
 	if got != want {
 		t.Fatalf("files\n got %s\nwant %s", got, want)
 	}
-	if _, err := (&Source{Root: d, Ignore: ignore}).Select([]string{"debug.log"}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := (&Source{Root: d, Ignore: ignore}).Select(context.Background(), []string{"debug.log"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ignored file selected: %v", err)
 	}
-	if _, err := (&Source{Root: d, Ignore: ignore}).Select([]string{"*.log"}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := (&Source{Root: d, Ignore: ignore}).Select(context.Background(), []string{"*.log"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ignored wildcard match selected: %v", err)
 	}
 	// An ignored file changing must not change the key.
@@ -246,7 +247,7 @@ func TestExclude(t *testing.T) {
 		"homework.txt": "x", "home.go": "x",
 		"src/a.go": "x", "src/a_test.go": "x", "src/gen/b.go": "x", "src/gen/keep.go": "x",
 	})
-	s, err := (&Source{Root: d}).Select([]string{"hom*"}, []string{"*.txt"})
+	s, err := (&Source{Root: d}).Select(context.Background(), []string{"hom*"}, []string{"*.txt"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +256,7 @@ func TestExclude(t *testing.T) {
 	if got := strings.Join(paths(s), ","); got != "home.go,homework.txt" {
 		t.Errorf("hom* minus *.txt = %s", got)
 	}
-	s, err = (&Source{Root: d}).Select([]string{"src"}, []string{"**/*_test.go", "gen", "!gen/keep.go"})
+	s, err = (&Source{Root: d}).Select(context.Background(), []string{"src"}, []string{"**/*_test.go", "gen", "!gen/keep.go"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestExclude(t *testing.T) {
 	}
 	ref := s.Digest
 	os.WriteFile(filepath.Join(d, "src/a_test.go"), []byte("changed"), 0o644)
-	s, _ = (&Source{Root: d}).Select([]string{"src"}, []string{"**/*_test.go", "gen", "!gen/keep.go"})
+	s, _ = (&Source{Root: d}).Select(context.Background(), []string{"src"}, []string{"**/*_test.go", "gen", "!gen/keep.go"})
 	if s.Digest != ref {
 		t.Error("excluded file changed the digest")
 	}
@@ -307,21 +308,21 @@ func TestSourceErrors(t *testing.T) {
 		"sub/rel":  "->../a.txt",
 	})
 	s := &Source{Root: d}
-	_, err := s.Select([]string{"app.js"}, nil)
+	_, err := s.Select(context.Background(), []string{"app.js"}, nil)
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"app.js": not found in build context`) {
 		t.Errorf("missing: %v", err)
 	}
-	if _, err := s.Select([]string{"*.nothing"}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Select(context.Background(), []string{"*.nothing"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("empty wildcard: %v", err)
 	}
 	// ".." stops at the root as in BuildKit: "../x" is the context's x, "../sub/b.go" its sub/b.go.
-	if _, err := s.Select([]string{"../x"}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Select(context.Background(), []string{"../x"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("../x: %v", err)
 	}
 	if got := sel(t, s, "../../sub/b.go"); got.Matches[0].Target != "sub/b.go" {
 		t.Errorf("../../sub/b.go: %+v", got.Files)
 	}
-	if _, err := s.Select([]string{"up"}, nil); !errors.Is(err, ErrEscapesRoot) {
+	if _, err := s.Select(context.Background(), []string{"up"}, nil); !errors.Is(err, ErrEscapesRoot) {
 		t.Errorf("link out of root: %v", err)
 	}
 	// Absolute link targets resolve against the root, as inside the container.
@@ -438,7 +439,7 @@ func BenchmarkSelectStatCache(b *testing.B) {
 			d := benchTree(b, n)
 			file := filepath.Join(b.TempDir(), "sc")
 			c, _ := LoadStatCache(file)
-			if _, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil); err != nil {
+			if _, err := (&Source{Root: d, StatCache: c}).Select(context.Background(), []string{"."}, nil); err != nil {
 				b.Fatal(err)
 			}
 			if err := c.Save(file, ""); err != nil {
@@ -448,7 +449,7 @@ func BenchmarkSelectStatCache(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				c, _ := LoadStatCache(file)
-				if _, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil); err != nil {
+				if _, err := (&Source{Root: d, StatCache: c}).Select(context.Background(), []string{"."}, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -460,7 +461,7 @@ func BenchmarkSelectCold(b *testing.B) {
 	d := benchTree(b, 20_000)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := (&Source{Root: d}).Select([]string{"."}, nil); err != nil {
+		if _, err := (&Source{Root: d}).Select(context.Background(), []string{"."}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -503,13 +504,13 @@ func TestParentsThroughSymlink(t *testing.T) {
 	if err := os.Symlink("real", filepath.Join(d, "a/l")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (&Source{Root: d, Parents: true}).Select([]string{"a/l/f"}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := (&Source{Root: d, Parents: true}).Select(context.Background(), []string{"a/l/f"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("--parents through a symlink: %v", err)
 	}
-	if _, err := (&Source{Root: d, Parents: true}).Select([]string{"a/real/f"}, nil); err != nil {
+	if _, err := (&Source{Root: d, Parents: true}).Select(context.Background(), []string{"a/real/f"}, nil); err != nil {
 		t.Errorf("--parents a/real/f: %v", err)
 	}
-	if _, err := (&Source{Root: d}).Select([]string{"a/l/f"}, nil); err != nil {
+	if _, err := (&Source{Root: d}).Select(context.Background(), []string{"a/l/f"}, nil); err != nil {
 		t.Errorf("plain COPY through a symlink: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package contenthash
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,7 +62,7 @@ func FuzzDockerignore(f *testing.F) {
 				bad = err
 			}
 		}
-		sel, err := (&Source{Root: dir, Ignore: patterns, EmptyWildcards: true}).Select([]string{"."}, nil)
+		sel, err := (&Source{Root: dir, Ignore: patterns, EmptyWildcards: true}).Select(context.Background(), []string{"."}, nil)
 		if bad != nil {
 			// BuildKit's walk fails when a path reaches the bad pattern, and a pruned
 			// directory's paths never do, so strata may succeed; a failure names the pattern.

@@ -2,6 +2,7 @@ package contenthash
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -138,6 +139,7 @@ func (m *matcher) mayReinclude(dir string) bool {
 }
 
 type selector struct {
+	ctx     context.Context
 	src     *Source
 	root    string
 	ignore  *matcher
@@ -161,8 +163,9 @@ type selector struct {
 // Select resolves srcs (COPY sources; wildcards use filepath.Match like BuildKit) minus excludes
 // (COPY --exclude, matched relative to each matched source) minus .dockerignore, and hashes
 // exactly the selected files. Only the directories a source names or a wildcard has to list are
-// read; nothing else in Root is touched.
-func (s *Source) Select(srcs, excludes []string) (*Selection, error) {
+// read; nothing else in Root is touched. A cancelled ctx stops the walk at the next directory
+// and the hashing at the next file, so a huge context does not hold up a Ctrl-C.
+func (s *Source) Select(ctx context.Context, srcs, excludes []string) (*Selection, error) {
 	root, err := filepath.Abs(s.Root)
 	if err != nil {
 		return nil, fmt.Errorf("resolve source root %q: %w", s.Root, err)
@@ -175,7 +178,7 @@ func (s *Source) Select(srcs, excludes []string) (*Selection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse --exclude patterns: %w", err)
 	}
-	sel := &selector{src: s, root: root, ignore: ign, exclude: exc, named: map[string]bool{}}
+	sel := &selector{ctx: ctx, src: s, root: root, ignore: ign, exclude: exc, named: map[string]bool{}}
 
 	var matches []Match
 	for _, src := range srcs {
@@ -649,6 +652,9 @@ const direntBufSize = 8 << 10
 // an excluded directory that only holds re-included entries is still recorded (it is created by
 // the copy).
 func (w *walk) dir(abs string, follow bool, rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) (bool, error) {
+	if err := w.s.ctx.Err(); err != nil {
+		return false, err
+	}
 	if hookReadDir != nil {
 		hookReadDir(rel)
 	}
@@ -936,6 +942,9 @@ func (s *selector) finish() ([]File, error) {
 			defer wg.Done()
 			buf := make([]byte, 32<<10)
 			for i := range jobs {
+				if s.ctx.Err() != nil {
+					continue // drain: the dispatch loop stops at once
+				}
 				var st *fileStat
 				if stats != nil {
 					st = &stats[i]
@@ -953,6 +962,9 @@ func (s *selector) finish() ([]File, error) {
 	// table; only misses and symlinks go to the workers.
 	cur := s.src.StatCache.cursor(s.root)
 	for i := range files {
+		if i%1024 == 0 && s.ctx.Err() != nil {
+			break
+		}
 		t := files[i].Mode.Type()
 		if t == 0 && stats != nil {
 			if sum, ok := cur.lookup(files[i].Path, &stats[i]); ok {
@@ -966,6 +978,9 @@ func (s *selector) finish() ([]File, error) {
 	}
 	close(jobs)
 	wg.Wait()
+	if err := s.ctx.Err(); err != nil {
+		return nil, err
+	}
 	select {
 	case err := <-errs:
 		return nil, err

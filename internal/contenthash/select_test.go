@@ -1,11 +1,14 @@
 package contenthash
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -29,7 +32,7 @@ func TestEmptyWildcards(t *testing.T) {
 		t.Errorf("foo nomatch*: matches %v", m)
 	}
 	for _, src := range []string{"nomatch*", "*.log", "sub/*.go", "foo/*", "*/nodir/*", "[xyz]"} {
-		got, err := s.Select([]string{src}, nil)
+		got, err := s.Select(context.Background(), []string{src}, nil)
 		if err != nil {
 			t.Errorf("%s: %v", src, err)
 			continue
@@ -41,22 +44,22 @@ func TestEmptyWildcards(t *testing.T) {
 	// Only wildcards may come up empty; an escaped one is a literal name. The directory the
 	// wildcards start from must exist (BuildKit: "lstat /nodir: no such file or directory").
 	for _, src := range []string{"missing", "sub/missing.txt", `nomatch\*`, "debug.log", "nodir/*.txt", "sub/nodir/x?", "ignored/*.go"} {
-		if _, err := s.Select([]string{"foo", src}, nil); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Select(context.Background(), []string{"foo", src}, nil); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s: %v, want ErrNotFound", src, err)
 		}
 	}
 	// Under --parents only a literal pivot must exist: without one the pattern filters the root.
 	par := &Source{Root: d, EmptyWildcards: true, Parents: true}
 	for _, src := range []string{"nodir/*.txt", "nodir*/./x*", "**/nomatch"} {
-		if got, err := par.Select([]string{src}, nil); err != nil || len(got.Matches) != 0 {
+		if got, err := par.Select(context.Background(), []string{src}, nil); err != nil || len(got.Matches) != 0 {
 			t.Errorf("--parents %s: %v %v", src, err, got)
 		}
 	}
-	if _, err := par.Select([]string{"nodir/./x*"}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := par.Select(context.Background(), []string{"nodir/./x*"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("--parents with a missing pivot: %v, want ErrNotFound", err)
 	}
 	// Bind mounts keep the strict rule.
-	if _, err := (&Source{Root: d}).Select([]string{"nomatch*"}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := (&Source{Root: d}).Select(context.Background(), []string{"nomatch*"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("strict nomatch*: %v", err)
 	}
 
@@ -112,7 +115,7 @@ func TestParentsDoubleStar(t *testing.T) {
 		{plain, "x/**/*.txt", "x/b/c.txt"},
 		{plain, "**/*.txt", "x/a.txt,x/link.txt,y/h.txt"},
 	} {
-		got, err := c.s.Select([]string{c.src}, nil)
+		got, err := c.s.Select(context.Background(), []string{c.src}, nil)
 		if err != nil {
 			t.Errorf("%s (parents %t): %v", c.src, c.s.Parents, err)
 			continue
@@ -175,8 +178,41 @@ func TestDockerignoreBadPatternNamed(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(d, "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := (&Source{Root: d, Ignore: []string{"*.log", "a[", "!b"}}).Select([]string{"."}, nil)
+	_, err := (&Source{Root: d, Ignore: []string{"*.log", "a[", "!b"}}).Select(context.Background(), []string{"."}, nil)
 	if err == nil || !strings.Contains(err.Error(), `pattern "a["`) {
 		t.Fatalf("Select = %v, want an error naming pattern \"a[\"", err)
+	}
+}
+
+// A cancelled context stops the walk at the next directory, with the context's error.
+func TestSelectStopsWhenCancelled(t *testing.T) {
+	root := t.TempDir()
+	for i := range 200 {
+		p := filepath.Join(root, fmt.Sprintf("d%03d", i), "f")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	read := 0
+	hookReadDir = func(string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if read++; read == 10 {
+			cancel()
+		}
+	}
+	t.Cleanup(func() { hookReadDir = nil })
+	_, err := (&Source{Root: root}).Select(ctx, []string{"."}, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Select with its context cancelled: %v", err)
+	}
+	// Walkers already past their check finish their directory; none starts another.
+	if read > 10+walkers() {
+		t.Errorf("%d directories read, the cancel came at the 10th", read)
 	}
 }

@@ -1,6 +1,7 @@
 package contenthash
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -174,7 +175,7 @@ func FuzzStatCacheLoad(f *testing.F) {
 	file := filepath.Join(f.TempDir(), "sc")
 	oldTree(f, d, map[string]string{"a": "a", "b/c": "c", "b/d": "d"})
 	c, _ := LoadStatCache(file)
-	if _, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil); err != nil {
+	if _, err := (&Source{Root: d, StatCache: c}).Select(context.Background(), []string{"."}, nil); err != nil {
 		f.Fatal(err)
 	}
 	if err := c.Save(file, ""); err != nil {
@@ -184,7 +185,7 @@ func FuzzStatCacheLoad(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte(statCacheMagic))
-	ref, err := (&Source{Root: d}).Select([]string{"."}, nil)
+	ref, err := (&Source{Root: d}).Select(context.Background(), []string{"."}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func FuzzStatCacheLoad(f *testing.F) {
 			t.Fatal(err)
 		}
 		c.Len()
-		s, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil)
+		s, err := (&Source{Root: d, StatCache: c}).Select(context.Background(), []string{"."}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@
 package copier
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -50,7 +51,13 @@ type Options struct {
 
 const defaultDirMode = 0o755
 
+// checkEvery is how many entries Copy puts between looks at its context: a few milliseconds of
+// small files, and the look is cheap.
+const checkEvery = 64
+
 type copier struct {
+	ctx     context.Context
+	puts    int // entries put so far, to look at ctx every checkEvery of them
 	root    *os.Root
 	srcRoot string
 	sel     *contenthash.Selection
@@ -79,11 +86,14 @@ type copier struct {
 }
 
 // Copy copies sel (computed on srcRoot) into destRoot at dest with Docker/BuildKit semantics.
-func Copy(srcRoot string, sel *contenthash.Selection, destRoot, dest string, opts Options) error {
+// A cancelled ctx stops it within checkEvery files, with an error; what it wrote so far stays
+// (the caller throws the destination away).
+func Copy(ctx context.Context, srcRoot string, sel *contenthash.Selection, destRoot, dest string, opts Options) error {
 	c, err := newCopier(destRoot, opts)
 	if err != nil {
 		return err
 	}
+	c.ctx = ctx
 	defer c.close()
 	c.srcRoot, c.sel = srcRoot, sel
 	if c.links != nil {
@@ -301,6 +311,11 @@ func (c *copier) defaultOwner() (int, int) {
 // put creates one entry at target (root-relative) from the source file f; existingDir says what
 // becomes of a directory already there when f is one.
 func (c *copier) put(f contenthash.File, target string, existingDir dirMeta) error {
+	if c.puts++; c.puts%checkEvery == 0 && c.ctx != nil {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+	}
 	parent, err := c.dir(".", path.Dir(target))
 	if err != nil {
 		return err

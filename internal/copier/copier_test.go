@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -40,11 +41,11 @@ func tree(t *testing.T, root string, files map[string]string) {
 
 func copyT(t *testing.T, src string, srcs []string, dst, dest string, opts Options) error {
 	t.Helper()
-	sel, err := (&contenthash.Source{Root: src, Owners: !opts.FromContext}).Select(srcs, nil)
+	sel, err := (&contenthash.Source{Root: src, Owners: !opts.FromContext}).Select(context.Background(), srcs, nil)
 	if err != nil {
 		t.Fatalf("select: %v", err)
 	}
-	return Copy(src, sel, dst, dest, opts)
+	return Copy(context.Background(), src, sel, dst, dest, opts)
 }
 
 func mustCopy(t *testing.T, src string, srcs []string, dst, dest string, opts Options) {
@@ -344,12 +345,12 @@ func TestAddUnpack(t *testing.T) {
 func TestSourceChangedAfterSelect(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	tree(t, src, ctx)
-	sel, err := (&contenthash.Source{Root: src}).Select([]string{"a.txt"}, nil)
+	sel, err := (&contenthash.Source{Root: src}).Select(context.Background(), []string{"a.txt"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(src, "a.txt"), []byte("z"), 0o644)
-	if err := Copy(src, sel, dst, "/a", Options{FromContext: true}); err == nil {
+	if err := Copy(context.Background(), src, sel, dst, "/a", Options{FromContext: true}); err == nil {
 		t.Error("copied content that does not match the checksum")
 	}
 }

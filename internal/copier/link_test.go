@@ -2,6 +2,7 @@ package copier
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -547,7 +548,7 @@ func benchTree(b *testing.B, n, size int) (string, *contenthash.Selection) {
 			b.Fatal(err)
 		}
 	}
-	sel, err := (&contenthash.Source{Root: src}).Select([]string{"."}, nil)
+	sel, err := (&contenthash.Source{Root: src}).Select(context.Background(), []string{"."}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -571,7 +572,7 @@ func BenchmarkCopy20k(b *testing.B) {
 	}
 	o := opts
 	o.Links = l
-	if err := Copy(src, sel, prev, "/app/", o); err != nil {
+	if err := Copy(context.Background(), src, sel, prev, "/app/", o); err != nil {
 		b.Fatal(err)
 	}
 	if err := l.Finish(prev); err != nil {
@@ -596,7 +597,7 @@ func BenchmarkCopy20k(b *testing.B) {
 					}
 					o.Links = l
 				}
-				if err := Copy(src, sel, dir, "/app/", o); err != nil {
+				if err := Copy(context.Background(), src, sel, dir, "/app/", o); err != nil {
 					b.Fatal(err)
 				}
 				if l != nil {

@@ -515,7 +515,7 @@ func (s *solver) doCopy(ctx context.Context, step *graph.Step, ws *workspace, in
 	for _, src := range in.srcs {
 		o := opts
 		o.FromContext = src.ctx
-		if err := copier.Copy(src.root, src.sel, root, dest, o); err != nil {
+		if err := copier.Copy(ctx, src.root, src.sel, root, dest, o); err != nil {
 			return err
 		}
 	}
@@ -647,7 +647,7 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			if len(src.sel.Matches) == 1 && !src.sel.Matches[0].IsDir {
 				dest = "/" + path.Base(src.sel.Matches[0].Path)
 			}
-			if err := copier.Copy(src.root, src.sel, dir, dest, o); err != nil {
+			if err := copier.Copy(ctx, src.root, src.sel, dir, dest, o); err != nil {
 				return fmt.Errorf("mount %s: %w", m.Target, err)
 			}
 			srcPath := dir
@@ -688,7 +688,7 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 			}
 			if _, err := os.Stat(data); errors.Is(err, fs.ErrNotExist) && seeded {
 				tmp := data + ".new-" + randomID()
-				if err := seedCacheDir(tmp, seed); err != nil {
+				if err := seedCacheDir(ctx, tmp, seed); err != nil {
 					os.RemoveAll(tmp)
 					return fmt.Errorf("mount %s: seed cache: %w", m.Target, err)
 				}
@@ -800,7 +800,7 @@ func (s *solver) doRun(ctx context.Context, step *graph.Step, ws *workspace, in 
 // seedCacheDir creates dir as a copy of a cache mount's from= source: a directory's contents
 // with the directory's own mode and owner (BuildKit mounts that directory itself), or a file
 // inside it, which doRun then mounts.
-func seedCacheDir(dir string, seed source) error {
+func seedCacheDir(ctx context.Context, dir string, seed source) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
@@ -809,7 +809,7 @@ func seedCacheDir(dir string, seed source) error {
 	if !m.IsDir {
 		dest = "/" + path.Base(m.Path)
 	}
-	if err := copier.Copy(seed.root, seed.sel, dir, dest, copier.Options{FromContext: seed.ctx}); err != nil {
+	if err := copier.Copy(ctx, seed.root, seed.sel, dir, dest, copier.Options{FromContext: seed.ctx}); err != nil {
 		return err
 	}
 	if !m.IsDir {

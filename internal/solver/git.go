@@ -210,11 +210,11 @@ func (s *solver) copyGit(ctx context.Context, g gitInput, root, dest string, opt
 	if sub := strings.Trim(path.Clean("/"+g.src.SubDir), "/"); sub != "" {
 		src = sub
 	}
-	sel, err := (&contenthash.Source{Root: dir, Where: "git " + g.name(), EmptyWildcards: true}).Select([]string{src}, nil)
+	sel, err := (&contenthash.Source{Root: dir, Where: "git " + g.name(), EmptyWildcards: true}).Select(ctx, []string{src}, nil)
 	if err != nil {
 		return fmt.Errorf("ADD %s: %w", g.name(), err)
 	}
 	o := opts
 	o.FromContext = true
-	return copier.Copy(dir, sel, root, dest, o)
+	return copier.Copy(ctx, dir, sel, root, dest, o)
 }

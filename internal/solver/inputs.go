@@ -490,27 +490,27 @@ func (s *solver) selectFrom(ctx context.Context, st *graph.Stage, step *graph.St
 		if err != nil {
 			return source{}, err
 		}
-		return s.selectInFSMemo(st, step, dep.fs, srcs, excludes, in, "stage "+from.Stage.DisplayName())
+		return s.selectInFSMemo(ctx, st, step, dep.fs, srcs, excludes, in, "stage "+from.Stage.DisplayName())
 	case from.Image != "":
 		base, err := s.opts.Images.Load(ctx, from.Image, from.Digest, st.Platform)
 		if err != nil {
 			return source{}, err
 		}
-		return s.selectInFSMemo(st, step, base.fs, srcs, excludes, in, "image "+from.Image)
+		return s.selectInFSMemo(ctx, st, step, base.fs, srcs, excludes, in, "image "+from.Image)
 	case from.Context != "":
 		dir, ok := s.opts.NamedContexts[from.Context]
 		if !ok {
 			return source{}, fmt.Errorf("build context %q was not given: pass --build-context %s=DIR", from.Context, from.Context)
 		}
 		cs := selectRules(step, &contenthash.Source{Root: dir, NormalizePerms: s.opts.NormalizePerms})
-		sel, err := cs.Select(srcs, excludes)
+		sel, err := cs.Select(ctx, srcs, excludes)
 		if err != nil {
 			return source{}, err
 		}
 		return source{root: dir, sel: sel, ctx: true}, nil
 	default:
 		cs := selectRules(step, &contenthash.Source{Root: s.opts.ContextDir, Ignore: s.opts.Ignore, StatCache: s.opts.StatCache, NormalizePerms: s.opts.NormalizePerms})
-		sel, err := cs.Select(srcs, excludes)
+		sel, err := cs.Select(ctx, srcs, excludes)
 		if err != nil {
 			return source{}, err
 		}
@@ -530,26 +530,26 @@ func selectRules(step *graph.Step, cs *contenthash.Source) *contenthash.Source {
 
 // selectInFSMemo answers a stage or image selection from its memo (the store's, else an
 // imported cache's) when there is one, mounting nothing; otherwise it makes the real selection.
-func (s *solver) selectInFSMemo(st *graph.Stage, step *graph.Step, f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
+func (s *solver) selectInFSMemo(ctx context.Context, st *graph.Stage, step *graph.Step, f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
 	mk := memoKey(step, f, srcs, excludes)
 	if !s.noCache(st) {
 		if m, ok := s.lookupSelection(mk); ok {
 			return source{lazy: &lazySource{fs: f, srcs: srcs, excludes: excludes, what: what, memo: m}}, nil
 		}
 	}
-	return s.selectInFS(step, f, srcs, excludes, in, what)
+	return s.selectInFS(ctx, step, f, srcs, excludes, in, what)
 }
 
 // selectInFS mounts a stage's or image's filesystem read-only (until the step's inputs are
 // released) and selects srcs in it, owners included. It writes the selection's memo.
-func (s *solver) selectInFS(step *graph.Step, f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
+func (s *solver) selectInFS(ctx context.Context, step *graph.Step, f fsState, srcs, excludes []string, in *inputs, what string) (source, error) {
 	root, cleanup, err := s.mountRO(f)
 	if err != nil {
 		return source{}, err
 	}
 	in.cleanups = append(in.cleanups, cleanup)
 	cs := selectRules(step, &contenthash.Source{Root: root, Owners: true, Where: what})
-	sel, err := cs.Select(srcs, excludes)
+	sel, err := cs.Select(ctx, srcs, excludes)
 	if errors.Is(err, contenthash.ErrNotFound) {
 		return source{}, err // it names the stage or image already
 	}
@@ -654,13 +654,13 @@ func (in *inputs) lazy() bool {
 // materialize makes the real selection of every source known only from its memo (mounting its
 // filesystem, which fetches lazy layers), so the step can execute on it. It also rewrites the
 // memos from what was found.
-func (s *solver) materialize(step *graph.Step, in *inputs) error {
+func (s *solver) materialize(ctx context.Context, step *graph.Step, in *inputs) error {
 	one := func(src source) (source, error) {
 		if src.lazy == nil {
 			return src, nil
 		}
 		l := src.lazy
-		return s.selectInFS(step, l.fs, l.srcs, l.excludes, in, l.what)
+		return s.selectInFS(ctx, step, l.fs, l.srcs, l.excludes, in, l.what)
 	}
 	for i, src := range in.srcs {
 		r, err := one(src)

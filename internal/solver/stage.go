@@ -188,7 +188,7 @@ func (s *solver) runStep(ctx context.Context, st *graph.Stage, step *graph.Step,
 		// looked up once more before executing. Such a memo thus costs at most a miss, never a
 		// wrong hit. A memo is written only from a real selection, locally or by the build that
 		// exported the cache it comes from, so it is trusted exactly as far as the records there.
-		if err := s.materialize(step, in); err != nil {
+		if err := s.materialize(ctx, step, in); err != nil {
 			return err
 		}
 		if k := in.key(step, ss.fs.chain, s.opts.Compression); k != key {

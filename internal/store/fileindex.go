@@ -118,3 +118,32 @@ func (s *Store) sweepFileIndexes() {
 		os.Remove(filepath.Join(s.root, "snapfiles", name))
 	}
 }
+
+// orphanLastLayer says why the position pointer records/NAME.layer at p is of no use ("" when
+// it may be): it does not parse, or its layer record is gone (the snapshot itself may be missing
+// while the layer is kept: a cache hit on a lazy layer, unpacked when needed).
+func (s *Store) orphanLastLayer(p string) string {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(data)))
+	if err != nil {
+		return "not a layer pointer"
+	}
+	if _, err := os.Lstat(s.layerPath(d)); errors.Is(err, fs.ErrNotExist) {
+		return "its layer " + d.String() + " is gone"
+	}
+	return ""
+}
+
+// sweepLastLayers removes the position pointers orphanLastLayer finds useless (GC).
+func (s *Store) sweepLastLayers() {
+	dir := filepath.Join(s.root, "records")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if p := filepath.Join(dir, e.Name()); strings.HasSuffix(e.Name(), ".layer") && s.orphanLastLayer(p) != "" {
+			os.Remove(p)
+		}
+	}
+}

@@ -32,134 +32,6 @@ import (
 // GC only runs under the exclusive store lock, so no build is running: builds hold the lock
 // shared for their whole life, so nothing a running build uses can disappear.
 
-const snapshotSizesFile = "snapshot-sizes.json"
-
-// UsageEntry is one line of `strata du`.
-type UsageEntry struct {
-	Kind  string
-	Count int
-	Size  int64
-}
-
-var usageKinds = []struct{ kind, dir string }{
-	{"blobs", "blobs/sha256"},
-	{"layers", "layers"},
-	{"snapshots", "snapshots"},
-	{"cache records", "cache"},
-	{"base images", "resolved"},
-	{"tags", "tags"},
-	{"cache mounts", "cachemounts"},
-	{"step history", "records"},
-	{"stat caches", "statcache"},
-	{"selection memos", "selections"},
-	{"snapshot file indexes", "snapfiles"},
-	// Build records (internal/history) reference no content; GC never removes them (history
-	// prune bounds them) but they take space all the same. The directory appears with the
-	// first record.
-	{"build history", "history"},
-}
-
-// Usage sums the store by kind (apparent size of regular files; per-process scratch under tmp/
-// is not counted). The last entry, "other", holds the top-level files.
-func (s *Store) Usage() ([]UsageEntry, error) {
-	sizes := s.loadSnapshotSizes()
-	var out []UsageEntry
-	for _, k := range usageKinds {
-		ents, err := os.ReadDir(filepath.Join(s.root, k.dir))
-		if err != nil && !(errors.Is(err, fs.ErrNotExist) && k.dir == "history") {
-			return nil, err
-		}
-		e := UsageEntry{Kind: k.kind, Count: len(ents)}
-		for _, ent := range ents {
-			p := filepath.Join(s.root, k.dir, ent.Name())
-			if k.dir == "snapshots" && ent.IsDir() {
-				e.Size += sizes.get(p, ent.Name())
-				continue
-			}
-			e.Size += treeSize(p)
-		}
-		out = append(out, e)
-	}
-	sizes.save() // before measuring the top-level files, the size cache among them
-	other := UsageEntry{Kind: "other"}
-	ents, _ := os.ReadDir(s.root)
-	for _, ent := range ents {
-		if ent.Type().IsRegular() {
-			other.Count++
-			other.Size += treeSize(filepath.Join(s.root, ent.Name()))
-		}
-	}
-	out = append(out, other)
-	return out, nil
-}
-
-// TotalUsage is the sum of Usage, the number GC compares with its limit.
-func (s *Store) TotalUsage() (int64, error) {
-	u, err := s.Usage()
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, e := range u {
-		n += e.Size
-	}
-	return n, nil
-}
-
-// treeSize is the apparent size of the regular files at or below p.
-func treeSize(p string) int64 {
-	var n int64
-	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
-	return n
-}
-
-// snapshotSizes caches the size of snapshot dirs, which never change once committed, so GC after
-// every build does not walk every unpacked layer.
-type snapshotSizes struct {
-	path    string
-	m       map[string]int64
-	seen    map[string]bool
-	changed bool
-}
-
-func (s *Store) loadSnapshotSizes() *snapshotSizes {
-	c := &snapshotSizes{path: filepath.Join(s.root, snapshotSizesFile), m: map[string]int64{}, seen: map[string]bool{}}
-	readJSON(c.path, &c.m)
-	return c
-}
-
-func (c *snapshotSizes) get(p, name string) int64 {
-	c.seen[name] = true
-	if n, ok := c.m[name]; ok {
-		return n
-	}
-	n := treeSize(p)
-	c.m[name] = n
-	c.changed = true
-	return n
-}
-
-// save writes the cache back, dropping snapshots that no longer exist; only Usage, which sees
-// every snapshot, calls it.
-func (c *snapshotSizes) save() {
-	for k := range c.m {
-		if !c.seen[k] {
-			delete(c.m, k)
-			c.changed = true
-		}
-	}
-	if c.changed {
-		writeJSON("", c.path, c.m)
-	}
-}
-
 // RecordInfo is a cache record with its last use.
 type RecordInfo struct {
 	Record
@@ -257,7 +129,7 @@ func (c *collector) unit(kind, hex string) (string, bool) {
 	}
 	switch kind {
 	case "snap":
-		c.unitSize[id] = c.sizes.get(p, hex)
+		c.unitSize[id] = c.sizes.get(p, hex).Unique
 	default:
 		c.unitSize[id] = info.Size()
 	}
@@ -271,8 +143,30 @@ func (c *collector) add(units []string, kind, hex string) []string {
 	}
 	if id, ok := c.unit(kind, hex); ok {
 		units = append(units, id)
+		if kind == "snap" {
+			units = c.sharedUnits(units, hex)
+		}
 	}
 	return units
+}
+
+// sharedUnits adds the inodes a snapshot shares with other snapshots as units of their own, so
+// a hard-linked file counts once and is freed only with the last snapshot holding it.
+func (c *collector) sharedUnits(units []string, hex string) []string {
+	sz := c.sizes.m[hex]
+	if sz == nil {
+		return units
+	}
+	for _, sh := range sz.Shared {
+		id := inodeUnit(sz.Dev, sh[0])
+		c.unitSize[id] = int64(sh[1])
+		units = append(units, id)
+	}
+	return units
+}
+
+func inodeUnit(dev, ino uint64) string {
+	return fmt.Sprintf("inode:%d:%d", dev, ino)
 }
 
 // layerUnits is what a layer diffID keeps: its layer JSON, the blob it names, its snapshot.
@@ -438,7 +332,7 @@ func (s *Store) collect() (*collector, []*item, []string, error) {
 		if !ok {
 			continue
 		}
-		it := &item{Entry: Entry{Kind: KindMount, Name: e.Name(), ID: e.Name(), LastUsed: mt}, path: p, own: treeSize(p)}
+		it := &item{Entry: Entry{Kind: KindMount, Name: e.Name(), ID: e.Name(), LastUsed: mt}, path: p, own: treeSize(p, inodeSet{})}
 		it.pinned = s.used.has(leaseMount, e.Name())
 		items = append(items, it)
 	}
@@ -551,7 +445,7 @@ func (s *Store) GC(o GCOptions) (*GCResult, error) {
 			total -= size
 		}
 	}
-	total -= c.unreachableOnDisk(refs)
+	total -= c.unreachableOnDisk()
 
 	var cands []*item
 	for _, it := range items {
@@ -631,8 +525,9 @@ var contentDirs = []struct{ kind, dir, suffix string }{
 
 // unreachableOnDisk is the size of content files no unit names at all (orphans: blobs of
 // untagged images, leftovers of failed builds).
-func (c *collector) unreachableOnDisk(refs map[string]int) int64 {
+func (c *collector) unreachableOnDisk() int64 {
 	var n int64
+	counted := map[string]bool{} // shared inodes of unreached snapshots that no unit names
 	for _, cd := range contentDirs {
 		ents, _ := os.ReadDir(filepath.Join(c.s.root, cd.dir))
 		for _, e := range ents {
@@ -643,9 +538,17 @@ func (c *collector) unreachableOnDisk(refs map[string]int) int64 {
 			}
 			p := filepath.Join(c.s.root, cd.dir, e.Name())
 			if cd.kind == "snap" && e.IsDir() {
-				n += c.sizes.get(p, hex)
+				sz := c.sizes.get(p, hex)
+				n += sz.Unique
+				for _, sh := range sz.Shared {
+					id := inodeUnit(sz.Dev, sh[0])
+					if _, known := c.unitSize[id]; !known && !counted[id] {
+						counted[id] = true
+						n += int64(sh[1])
+					}
+				}
 			} else {
-				n += treeSize(p)
+				n += treeSize(p, inodeSet{})
 			}
 		}
 	}
@@ -687,6 +590,8 @@ func (s *Store) sweep(refs map[string]int) error {
 		}
 	}
 	s.sweepMembers(refs)
+	s.sweepLastLayers()
+	s.sweepOutputMemos()
 	return nil
 }
 

@@ -95,7 +95,7 @@ func (s *Store) Verify(repair bool) (*VerifyResult, error) {
 		return nil, errors.New("store verify: the store must be opened exclusively")
 	}
 	v := &verifier{s: s, repair: repair, res: &VerifyResult{}, blobs: map[string]bool{}, layers: map[string]Layer{}}
-	steps := []func() error{v.checkMounts, v.checkScratch, v.checkTempFiles, v.checkBlobs, v.checkLayers, v.checkSnapshots, v.checkFileIndexes, v.checkRecords, v.checkImages, v.checkIndexFiles}
+	steps := []func() error{v.checkMounts, v.checkScratch, v.checkTempFiles, v.checkBlobs, v.checkLayers, v.checkSnapshots, v.checkFileIndexes, v.checkRecords, v.checkImages, v.checkIndexFiles, v.checkCacheFiles}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return v.res, fmt.Errorf("store verify: %w", err)
@@ -139,7 +139,13 @@ func (v *verifier) remove(rel string) error {
 	}
 	// Never delete through a mount, and never leave a half-deleted directory under a real name.
 	detachMounts(p)
-	return v.s.removeTree(p)
+	if err := v.s.removeTree(p); err != nil {
+		return err
+	}
+	if dir, name := filepath.Split(rel); filepath.Clean(dir) == "snapshots" {
+		v.s.dropSnapshotSize(name) // unpacked again, it holds new inodes
+	}
+	return nil
 }
 
 func (v *verifier) readDir(rel string) ([]fs.DirEntry, error) {
@@ -564,6 +570,63 @@ func (v *verifier) checkIndexFiles() error {
 			if err := readJSONStrict(filepath.Join(v.s.root, rel), &x); err != nil {
 				v.problem(rel, "%v", err)
 			}
+		}
+	}
+	return nil
+}
+
+// checkCacheFiles finds cache files that describe something no longer in the store: a member
+// index or a position's last blob whose blob is gone, a position's last layer whose layer record
+// is gone, an output memo whose output is gone. Readers already ignore them; they only take space.
+func (v *verifier) checkCacheFiles() error {
+	ents, err := v.readDir("members")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			continue
+		}
+		rel := filepath.Join("members", name)
+		hex := name
+		if strings.HasPrefix(name, lastBlobPrefix) {
+			d, err := readBlobPointer(filepath.Join(v.s.root, rel))
+			if err != nil {
+				v.problem(rel, "not a blob pointer")
+				continue
+			}
+			hex = d.Encoded()
+		}
+		if !v.blobs[hex] {
+			v.problem(rel, "its blob is gone")
+		}
+	}
+	if ents, err = v.readDir("records"); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".layer") || strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		rel := filepath.Join("records", e.Name())
+		d, err := readBlobPointer(filepath.Join(v.s.root, rel))
+		if err != nil {
+			v.problem(rel, "not a layer pointer")
+		} else if _, ok := v.layers[d.Encoded()]; !ok {
+			v.problem(rel, "no usable layer record for %s", d)
+		}
+	}
+	if ents, err = v.readDir("outputs"); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		rel := filepath.Join("outputs", e.Name())
+		if msg := orphanOutputMemo(filepath.Join(v.s.root, rel)); msg != "" {
+			v.problem(rel, "%s", msg)
 		}
 	}
 	return nil
