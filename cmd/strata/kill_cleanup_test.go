@@ -28,6 +28,9 @@ type killTrial struct {
 	secrets []string // values that must be nowhere on the host
 	srcFile string   // the file secret's source, the one place its value may be
 	token   string   // in the RUN step's command line, to find its processes and bundles
+	// since is when the test made its secrets: a file whose ctime (which no utimes can set back)
+	// is older cannot hold them, so multi-GB files other jobs left under /tmp are not read.
+	since time.Time
 }
 
 // start runs `strata build` with the trial's secrets and extra args.
@@ -128,20 +131,48 @@ func (k *killTrial) secretHits(t *testing.T) []string {
 			if !d.Type().IsRegular() || p == k.srcFile {
 				return nil
 			}
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return nil
-			}
-			for _, s := range k.secrets {
-				if bytes.Contains(data, []byte(s)) {
-					hits = append(hits, p)
-					break
+			if fi, err := d.Info(); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && time.Unix(st.Ctim.Unix()).Before(k.since) {
+					return nil
 				}
+			}
+			if fileHoldsAny(p, k.secrets) {
+				hits = append(hits, p)
 			}
 			return nil
 		})
 	}
 	return hits
+}
+
+// fileHoldsAny reads a file in chunks (the places walked may hold multi-GB images of other runs)
+// and reports whether any of vals occurs in it, across chunk boundaries too.
+func fileHoldsAny(path string, vals []string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	overlap := 0
+	for _, v := range vals {
+		overlap = max(overlap, len(v)-1)
+	}
+	buf := make([]byte, overlap+1<<20)
+	kept := 0
+	for {
+		n, err := f.Read(buf[kept:])
+		win := buf[:kept+n]
+		for _, v := range vals {
+			if bytes.Contains(win, []byte(v)) {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+		kept = min(overlap, len(win))
+		copy(buf, win[len(win)-kept:])
+	}
 }
 
 // bundlesOfTrial lists runtime bundle dirs on the host whose spec is this trial's (it names the
@@ -279,6 +310,7 @@ func TestKillLeavesNothingBehind(t *testing.T) {
 		outDir:  filepath.Join(e.dir, "out"),
 		secrets: []string{randomToken(t, "fsec-"), randomToken(t, "esec-")},
 		srcFile: filepath.Join(e.dir, "fsec.txt"),
+		since:   time.Now().Add(-2 * time.Second), // ctime granularity is the kernel tick
 	}
 	// A sleep duration nothing else uses names the RUN step's process.
 	b := make([]byte, 4)
@@ -492,5 +524,20 @@ func TestStoreVerifyRepair(t *testing.T) {
 	}
 	if r = e.run("store", "verify"); r.err != nil {
 		t.Errorf("verify after the rebuild: %v\n%s", r.err, r.out)
+	}
+}
+
+func TestFileHoldsAnyAcrossChunks(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	data := bytes.Repeat([]byte{'x'}, 1<<20+100)
+	copy(data[1<<20-3:], "SECRET-VALUE")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !fileHoldsAny(p, []string{"nope", "SECRET-VALUE"}) {
+		t.Error("a value straddling the chunk boundary was missed")
+	}
+	if fileHoldsAny(p, []string{"SECRET-VALUEX"}) {
+		t.Error("found a value that is not there")
 	}
 }

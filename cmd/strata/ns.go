@@ -54,7 +54,7 @@ func reexecInNamespace() (handled bool, code int) {
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Env = append(os.Environ(), nsEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		Cloneflags: syscall.CLONE_NEWNS | pidNamespaceFlag(),
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	code, err = runChild(cmd, nil)
@@ -69,6 +69,23 @@ func reexecInNamespace() (handled bool, code int) {
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
 	}
 	return true, code
+}
+
+// pidNamespaceFlag is CLONE_NEWPID, except under --no-process-sandbox: that build keeps the /proc
+// it was started with (it cannot mount its own), and a /proc of another pid namespace names other
+// processes by the pids runc sees (runc reads /proc/PID of the container it starts), so such a
+// build stays in the pid namespace its /proc belongs to, as BuildKit's no-process-sandbox worker
+// does. A kill of such a build can then leave its RUN step's processes running.
+func pidNamespaceFlag() uintptr {
+	for _, a := range os.Args[1:] {
+		if a == "--" {
+			break
+		}
+		if a == "--no-process-sandbox" || a == "--no-process-sandbox=true" {
+			return 0
+		}
+	}
+	return syscall.CLONE_NEWPID
 }
 
 // errNotStarted marks a child that could not be started at all.

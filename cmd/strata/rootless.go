@@ -60,7 +60,7 @@ func reexecRootless() (handled bool, code int) {
 	cmd.Env = env
 	cmd.ExtraFiles = []*os.File{r} // fd 3: one byte once the mapping is written
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | pidNamespaceFlag(),
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	code, err = runChild(cmd, func(pid int) error {

@@ -20,6 +20,10 @@ type Options struct {
 	// SyncDir fsyncs the target's directory after the rename, so the new name itself survives a
 	// power loss (a history record that was reported written).
 	SyncDir bool
+	// NoSync skips the file's fsync: for caches whose files carry their own check (a checksum, a
+	// digest that must parse), where a file a crash leaves torn costs a recomputation, never a
+	// wrong answer, and an fsync per write would cost more than the cache saves.
+	NoSync bool
 }
 
 // Write replaces path with data.
@@ -43,9 +47,11 @@ func Write(path string, data []byte, o Options) error {
 			return err
 		}
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if !o.NoSync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err

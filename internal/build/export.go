@@ -184,8 +184,14 @@ func writeArchive(st *store.Store, img *image.Image, out Output, names []string)
 		return write(os.Stdout)
 	}
 	// A kill leaves no partial archive behind (an unnamed O_TMPFILE, or a named partial the next
-	// export to the same place sweeps).
-	return export.WriteFile(out.Dest, 0o644, write)
+	// export to the same place sweeps). An archive already holding exactly these bytes (the same
+	// image and tags: archives are reproducible) is left as it is.
+	tail, err := export.ArchiveTail(img, names, out.Type == "docker")
+	if err != nil {
+		return err
+	}
+	_, err = export.WriteFileIfChanged(out.Dest, 0o644, tail, write, st)
+	return err
 }
 
 // stamping is what SOURCE_DATE_EPOCH asks of the outputs: with rewrite-timestamp=true, the file
@@ -384,8 +390,10 @@ func rewriteLayer(ctx context.Context, st *store.Store, f *remotecache.Fetcher, 
 		return store.Layer{}, err
 	}
 	defer bw.Abort()
-	// The same compression as the layer's, with the writers commitLayer uses, so the rewritten
-	// blob is as reproducible as a built one.
+	// The same compression as the layer's, with writers whose output is a function of the tar,
+	// so the rewritten blob is as reproducible as a built one. A rewrite is done once per layer
+	// and epoch (then remembered), so gzip is one pgzip stream, not members (internal/layerblob):
+	// there is no earlier blob of it to copy from.
 	var cw io.WriteCloser
 	switch l.MediaType {
 	case ocispec.MediaTypeImageLayerGzip, image.MediaTypeDockerLayerGzip:

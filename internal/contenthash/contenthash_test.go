@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -410,34 +411,53 @@ func TestUnder(t *testing.T) {
 	}
 }
 
-func benchTree(b *testing.B) string {
+// benchTree writes n files of 1 KiB, 100 to a directory, an hour old (so the stat cache
+// trusts them).
+func benchTree(b *testing.B, n int) string {
 	d := b.TempDir()
 	old := time.Now().Add(-time.Hour)
-	for i := range 20000 {
-		p := filepath.Join(d, fmt.Sprintf("src/d%d/f%d.txt", i%200, i))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte(strings.Repeat("x", 1024)), 0o644)
+	content := []byte(strings.Repeat("x", 1024))
+	for i := range n {
+		p := filepath.Join(d, fmt.Sprintf("src/d%d/f%d.txt", i%(n/100), i))
+		if i < n/100 {
+			os.MkdirAll(filepath.Dir(p), 0o755)
+		}
+		os.WriteFile(p, content, 0o644)
 		os.Chtimes(p, old, old)
 	}
 	return d
 }
 
+var benchSizes = []int{20_000, 200_000}
+
+// BenchmarkSelectStatCache is a no-change rebuild's context work: the walk (getdents + fstatat),
+// every digest from the stat cache, and the selection digest.
 func BenchmarkSelectStatCache(b *testing.B) {
-	d := benchTree(b)
-	c, _ := LoadStatCache(filepath.Join(b.TempDir(), "none"))
-	if _, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil); err != nil {
-			b.Fatal(err)
-		}
+	for _, n := range benchSizes {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			d := benchTree(b, n)
+			file := filepath.Join(b.TempDir(), "sc")
+			c, _ := LoadStatCache(file)
+			if _, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Save(file, ""); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				c, _ := LoadStatCache(file)
+				if _, err := (&Source{Root: d, StatCache: c}).Select([]string{"."}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 func BenchmarkSelectCold(b *testing.B) {
-	d := benchTree(b)
+	d := benchTree(b, 20_000)
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := (&Source{Root: d}).Select([]string{"."}, nil); err != nil {

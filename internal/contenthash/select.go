@@ -1,7 +1,9 @@
 package contenthash
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +18,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/moby/patternmatcher"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound is what Select's error is (errors.Is) when a source matches nothing.
@@ -118,11 +122,14 @@ type selector struct {
 	ignore  *matcher
 	exclude *matcher
 
-	mu    sync.Mutex
-	files []File // in walk order, possibly with duplicates; finish sorts and dedupes
-	// infos keeps the stat of each regular file only when a stat cache needs it to look the
-	// digest up: a stage source of a million files would otherwise hold a million stats.
-	infos map[string]fs.FileInfo
+	mu sync.Mutex
+	// files holds what was selected, a directory's worth per chunk, in walk order, possibly with
+	// duplicates; finish joins them once (appending to one slice would copy it at every
+	// doubling), then sorts and dedupes.
+	files [][]File
+	// stats runs beside files (stats[i][j] is files[i][j]'s lstat) only when a stat cache needs
+	// them to look digests up: a stage source of a million files would otherwise hold a million.
+	stats [][]fileStat
 	// named are the ancestors addMatch has already recorded.
 	named map[string]bool
 	// inodes holds the inode of each selected regular file that has more than one link: few
@@ -148,9 +155,6 @@ func (s *Source) Select(srcs, excludes []string) (*Selection, error) {
 		return nil, fmt.Errorf("parse --exclude patterns: %w", err)
 	}
 	sel := &selector{src: s, root: root, ignore: ign, exclude: exc, named: map[string]bool{}}
-	if s.StatCache != nil {
-		sel.infos = map[string]fs.FileInfo{}
-	}
 
 	var matches []Match
 	for _, src := range srcs {
@@ -529,31 +533,42 @@ func (s *selector) resolve(rel string) (string, fs.FileInfo, error) {
 
 // add records one selected entry as the compact File it becomes; the stat itself is dropped
 // unless the stat cache needs it.
-func (s *selector) add(rel string, fi fs.FileInfo) {
-	f := File{Path: rel, Mode: fi.Mode(), Size: fi.Size()}
-	if fi.IsDir() {
+func (s *selector) add(rel string, st fileStat) {
+	s.addBatch([]File{s.file(rel, st)}, []fileStat{st})
+}
+
+// file is the File an entry with this lstat becomes.
+func (s *selector) file(rel string, st fileStat) File {
+	f := File{Path: rel, Mode: st.mode, Size: st.size}
+	if st.mode.IsDir() {
 		f.Size = 0
 	}
 	if s.src.NormalizePerms {
 		f.Mode = normalizePerm(f.Mode)
 	}
 	if s.src.Owners {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			f.UID, f.GID = int(st.Uid), int(st.Gid)
-		}
+		f.UID, f.GID = int(st.uid), int(st.gid)
 	}
+	return f
+}
+
+// addBatch records files (stats[i] is files[i]'s lstat) under one lock: the walk hands over a
+// directory at a time, so the lock is taken per directory, not per file.
+func (s *selector) addBatch(files []File, stats []fileStat) {
 	s.mu.Lock()
-	s.files = append(s.files, f)
-	if s.infos != nil && fi.Mode().IsRegular() {
-		s.infos[rel] = fi
+	defer s.mu.Unlock()
+	s.files = append(s.files, files)
+	if s.src.StatCache != nil {
+		s.stats = append(s.stats, stats)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && fi.Mode().IsRegular() {
-		if s.inodes == nil {
-			s.inodes = map[string]inode{}
+	for i := range stats {
+		if st := &stats[i]; st.nlink > 1 && st.mode.IsRegular() {
+			if s.inodes == nil {
+				s.inodes = map[string]inode{}
+			}
+			s.inodes[files[i].Path] = inode{st.dev, st.ino}
 		}
-		s.inodes[rel] = inode{uint64(st.Dev), st.Ino}
 	}
-	s.mu.Unlock()
 }
 
 // addMatch records the match, its ancestors (COPY --parents recreates them with their metadata,
@@ -574,7 +589,7 @@ func (s *selector) addMatch(m Match) error {
 			if err != nil {
 				return fmt.Errorf("stat %q: %w", rel, err)
 			}
-			s.add(rel, fi)
+			s.add(rel, statFromInfo(fi))
 		}
 	}
 	if !m.IsDir {
@@ -590,7 +605,7 @@ func (s *selector) addMatch(m Match) error {
 		}
 	}
 	w := &walk{s: s, sem: make(chan struct{}, walkers())}
-	_, err := w.dir(m.Target, "", ignInfo, patternmatcher.MatchInfo{})
+	_, err := w.dir(s.abs(m.Target), true, m.Target, "", ignInfo, patternmatcher.MatchInfo{})
 	return err
 }
 
@@ -601,101 +616,257 @@ type walk struct {
 	sem chan struct{}
 }
 
-// dir walks one directory; it returns whether anything below it was selected, so an excluded
-// directory that only holds re-included entries is still recorded (it is created by the copy).
-func (w *walk) dir(rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) (bool, error) {
-	s := w.s
-	ents, err := s.readDir(rel)
+// direntBufSize is the getdents buffer of one directory listing: 8 KiB holds a few hundred
+// entries, so most directories are read in one or two system calls.
+const direntBufSize = 8 << 10
+
+// dir walks one directory, opened as name relative to the directory fd parent (the caller's
+// own directory, so the kernel resolves one component, not the whole path; AT_FDCWD and an
+// absolute name for the walk's root). It lists it with getdents and lstats each entry with
+// fstatat on the directory's fd: no os.FileInfo, DirEntry or absolute path is made per file,
+// only the relative path the File keeps. It returns whether anything below it was selected, so
+// an excluded directory that only holds re-included entries is still recorded (it is created by
+// the copy).
+func (w *walk) dir(abs string, follow bool, rel, exRel string, ignInfo, exInfo patternmatcher.MatchInfo) (bool, error) {
+	if hookReadDir != nil {
+		hookReadDir(rel)
+	}
+	fd, err := openDir(abs, follow)
 	if err != nil {
 		return false, fmt.Errorf("list %q: %w", rel, err)
 	}
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		selected bool
-	)
-	setErr := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		mu.Unlock()
+	l := &listing{fd: fd, rel: rel, exRel: exRel, ignInfo: ignInfo, exInfo: exInfo}
+	err = w.list(l)
+	// The directory is closed before its subdirectories are walked, so a deep tree holds one
+	// descriptor per active walker, not one per level.
+	unix.Close(fd)
+	if err != nil {
+		return false, err
 	}
-	for _, e := range ents {
-		child := e.Name()
-		if rel != "." {
-			child = rel + "/" + e.Name()
-		}
-		exChild := e.Name()
-		if exRel != "" {
-			exChild = exRel + "/" + e.Name()
-		}
-		ign, ci, err := s.ignore.match(child, ignInfo)
-		if err != nil {
-			return false, fmt.Errorf("match %q against .dockerignore: %w", child, err)
-		}
-		exc, ce, err := s.exclude.match(exChild, exInfo)
-		if err != nil {
-			return false, fmt.Errorf("match %q against --exclude: %w", exChild, err)
-		}
-		isDir := e.IsDir()
-		if ign || exc {
-			// Skipped without an lstat unless an exception might re-include something below.
-			if !isDir || (ign && !s.ignore.mayReinclude(child)) || (exc && !s.exclude.mayReinclude(exChild)) {
-				continue
-			}
-		}
-		var fi fs.FileInfo
-		if !ign && !exc {
-			if fi, err = s.lstat(child); err != nil {
-				return false, fmt.Errorf("stat %q: %w", child, err)
-			}
-			s.add(child, fi)
-			mu.Lock()
-			selected = true
-			mu.Unlock()
-			isDir = fi.IsDir()
-		}
-		if !isDir {
+	w.s.addBatch(l.files, l.stats)
+	for _, sub := range l.subdirs {
+		w.descend(l, sub)
+	}
+	l.wg.Wait()
+	return l.selected, l.err
+}
+
+// list reads the directory l.fd with getdents and handles each entry.
+func (w *walk) list(l *listing) error {
+	buf := make([]byte, direntBufSize)
+	for {
+		n, err := unix.Getdents(l.fd, buf)
+		if err == unix.EINTR {
 			continue
 		}
-		skipped := ign || exc
-		run := func() {
-			below, err := w.dir(child, exChild, ci, ce)
-			if err != nil {
-				setErr(err)
-				return
-			}
-			if below && skipped {
-				fi, err := s.lstat(child)
-				if err != nil {
-					setErr(fmt.Errorf("stat %q: %w", child, err))
-					return
-				}
-				s.add(child, fi)
-			}
-			if below {
-				mu.Lock()
-				selected = true
-				mu.Unlock()
-			}
+		if err != nil {
+			return fmt.Errorf("list %q: %w", l.rel, err)
 		}
-		select {
-		case w.sem <- struct{}{}:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-w.sem }()
-				run()
-			}()
-		default:
-			// Pool is busy: walk inline rather than block, so a deep tree cannot deadlock.
-			run()
+		if n <= 0 {
+			return nil
+		}
+		for off := 0; off < n; {
+			ent, reclen, ok := parseDirent(buf[off:n])
+			if !ok {
+				return fmt.Errorf("list %q: malformed directory entry", l.rel)
+			}
+			off += reclen
+			if ent.name == "." || ent.name == ".." || ent.ino == 0 {
+				continue
+			}
+			if err := w.entry(l, ent); err != nil {
+				return err
+			}
 		}
 	}
-	wg.Wait()
-	return selected, firstErr
+}
+
+// subdir is a directory entry the walk must descend into once its parent is listed.
+type subdir struct {
+	child, exChild string
+	ignInfo        patternmatcher.MatchInfo
+	exInfo         patternmatcher.MatchInfo
+	skipped        bool // ignored or excluded itself, walked only for re-included entries
+}
+
+// descend walks sub, in a new goroutine when the pool has room.
+func (w *walk) descend(l *listing, sub subdir) {
+	s := w.s
+	run := func() {
+		below, err := w.dir(s.abs(sub.child), false, sub.child, sub.exChild, sub.ignInfo, sub.exInfo)
+		if err != nil {
+			l.fail(err)
+			return
+		}
+		if below && sub.skipped {
+			fi, err := s.lstat(sub.child)
+			if err != nil {
+				l.fail(fmt.Errorf("stat %q: %w", sub.child, err))
+				return
+			}
+			s.add(sub.child, statFromInfo(fi))
+		}
+		if below {
+			l.markSelected()
+		}
+	}
+	select {
+	case w.sem <- struct{}{}:
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-w.sem }()
+			run()
+		}()
+	default:
+		// Pool is busy: walk inline rather than block, so a deep tree cannot deadlock.
+		run()
+	}
+}
+
+// listing is the state of one directory being walked, shared with the goroutines walking its
+// subdirectories.
+type listing struct {
+	fd              int
+	rel, exRel      string
+	ignInfo, exInfo patternmatcher.MatchInfo
+	wg              sync.WaitGroup
+	mu              sync.Mutex
+	selected        bool
+	err             error // the first
+	// files and stats are this directory's selected entries, handed to the selector at once.
+	files []File
+	stats []fileStat
+	// subdirs are the directories to walk once the listing is done.
+	subdirs []subdir
+}
+
+func (l *listing) fail(err error) {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+}
+
+func (l *listing) markSelected() {
+	l.mu.Lock()
+	l.selected = true
+	l.mu.Unlock()
+}
+
+// entry handles one name of the directory l.fd (at l.rel): it matches it against .dockerignore
+// and --exclude, lstats it (fstatat on the directory's fd) and records it if selected, and notes
+// it for descent if it is a directory.
+func (w *walk) entry(l *listing, ent dirent) error {
+	s, fd, rel, exRel := w.s, l.fd, l.rel, l.exRel
+
+	// ent.name points into the getdents buffer: child must be a copy.
+	var child string
+	if rel == "." {
+		child = strings.Clone(ent.name)
+	} else {
+		child = rel + "/" + ent.name
+	}
+	name := child[len(child)-len(ent.name):] // the same bytes, no second string
+	exChild := ""
+	if s.exclude != nil {
+		exChild = name
+		if exRel != "" {
+			exChild = exRel + "/" + name
+		}
+	}
+	ign, ci, err := s.ignore.match(child, l.ignInfo)
+	if err != nil {
+		return fmt.Errorf("match %q against .dockerignore: %w", child, err)
+	}
+	exc, ce, err := s.exclude.match(exChild, l.exInfo)
+	if err != nil {
+		return fmt.Errorf("match %q against --exclude: %w", exChild, err)
+	}
+	var isDir bool
+	if ign || exc {
+		isDir = ent.typ == unix.DT_DIR
+		if ent.typ == unix.DT_UNKNOWN {
+			var st unix.Stat_t
+			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return fmt.Errorf("stat %q: %w", child, err)
+			}
+			isDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+		}
+		// Skipped without an lstat unless an exception might re-include something below.
+		if !isDir || (ign && !s.ignore.mayReinclude(child)) || (exc && !s.exclude.mayReinclude(exChild)) {
+			return nil
+		}
+	} else {
+		if hookLstat != nil {
+			hookLstat(child)
+		}
+		var sys unix.Stat_t
+		if err := unix.Fstatat(fd, name, &sys, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("stat %q: %w", child, err)
+		}
+		st := statFromUnix(&sys)
+		l.files = append(l.files, s.file(child, st))
+		l.stats = append(l.stats, st)
+		l.markSelected()
+		isDir = st.mode.IsDir()
+	}
+	if isDir {
+		l.subdirs = append(l.subdirs, subdir{child: child, exChild: exChild, ignInfo: ci, exInfo: ce, skipped: ign || exc})
+	}
+	return nil
+}
+
+// openDir opens abs as a directory. Below the walk's root it does not follow a symlink in the
+// last component: the walk has just lstat'ed it as a directory, and a swap for a symlink in
+// between must not lead the walk elsewhere. The root itself may be reached through one (a
+// context directory given through a symlink).
+func openDir(abs string, follow bool) (int, error) {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
+	for {
+		fd, err := unix.Open(abs, flags, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: abs, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// dirent is one linux_dirent64 record; name points into the getdents buffer only until the
+// next call, so it is copied (once, as part of the child path) before that.
+type dirent struct {
+	ino  uint64
+	typ  uint8
+	name string
+}
+
+// parseDirent reads the linux_dirent64 at the start of b: d_ino u64, d_off i64, d_reclen u16,
+// d_type u8, then the NUL-terminated name.
+func parseDirent(b []byte) (dirent, int, bool) {
+	const nameOff = 19
+	if len(b) < nameOff {
+		return dirent{}, 0, false
+	}
+	reclen := int(binary.NativeEndian.Uint16(b[16:]))
+	if reclen < nameOff || reclen > len(b) {
+		return dirent{}, 0, false
+	}
+	nb := b[nameOff:reclen]
+	if i := bytes.IndexByte(nb, 0); i >= 0 {
+		nb = nb[:i]
+	}
+	return dirent{
+		ino:  binary.NativeEndian.Uint64(b[0:]),
+		typ:  b[18],
+		name: unsafe.String(unsafe.SliceData(nb), len(nb)),
+	}, reclen, true
 }
 
 // inode names a file shared by several paths.
@@ -724,10 +895,14 @@ func markHardLinks(files []File, inodes map[string]inode) {
 // finish sorts and dedupes the collected Files (overlapping matches select some twice) and
 // hashes regular files in a bounded pool (or takes their digest from the stat cache).
 func (s *selector) finish() ([]File, error) {
-	files := s.files
-	s.files = nil
-	sort.Slice(files, func(i, j int) bool { return pathLess(files[i].Path, files[j].Path) })
-	files = slices.CompactFunc(files, func(a, b File) bool { return a.Path == b.Path })
+	files, stats := join(s.files), join(s.stats)
+	s.files, s.stats = nil, nil
+	if stats != nil {
+		files, stats = sortFiles(files, stats)
+	} else {
+		sort.Slice(files, func(i, j int) bool { return pathLess(files[i].Path, files[j].Path) })
+		files = slices.CompactFunc(files, func(a, b File) bool { return a.Path == b.Path })
+	}
 	files = slices.Clip(files)
 	markHardLinks(files, s.inodes)
 
@@ -740,7 +915,11 @@ func (s *selector) finish() ([]File, error) {
 			defer wg.Done()
 			buf := make([]byte, 32<<10)
 			for i := range jobs {
-				if err := s.fill(&files[i], buf); err != nil {
+				var st *fileStat
+				if stats != nil {
+					st = &stats[i]
+				}
+				if err := s.fill(&files[i], st, buf); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -749,8 +928,18 @@ func (s *selector) finish() ([]File, error) {
 			}
 		}()
 	}
+	// Stat cache hits are found here, in one merge pass over the sorted files and the sorted
+	// table; only misses and symlinks go to the workers.
+	cur := s.src.StatCache.cursor(s.root)
 	for i := range files {
-		if t := files[i].Mode.Type(); t == 0 || t == fs.ModeSymlink {
+		t := files[i].Mode.Type()
+		if t == 0 && stats != nil {
+			if sum, ok := cur.lookup(files[i].Path, &stats[i]); ok {
+				files[i].sum, files[i].hashed = sum, true
+				continue
+			}
+		}
+		if t == 0 || t == fs.ModeSymlink {
 			jobs <- i
 		}
 	}
@@ -764,7 +953,53 @@ func (s *selector) finish() ([]File, error) {
 	return files, nil
 }
 
-func (s *selector) fill(f *File, buf []byte) error {
+// join concatenates chunks into one slice of exactly their total length (nil for none).
+func join[T any](chunks [][]T) []T {
+	if chunks == nil {
+		return nil
+	}
+	n := 0
+	for _, c := range chunks {
+		n += len(c)
+	}
+	out := make([]T, 0, n)
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	return out
+}
+
+// sortFiles sorts files and their stats together in pathLess order and drops repeated paths
+// (overlapping matches add some twice).
+func sortFiles(files []File, stats []fileStat) ([]File, []fileStat) {
+	sort.Sort(byPathWithStats{files, stats})
+	w := 0
+	for i := range files {
+		if i > 0 && files[i].Path == files[w-1].Path {
+			continue
+		}
+		files[w], stats[w] = files[i], stats[i]
+		w++
+	}
+	return files[:w], stats[:w]
+}
+
+// byPathWithStats sorts a selection's Files and their stats together.
+type byPathWithStats struct {
+	files []File
+	stats []fileStat
+}
+
+func (b byPathWithStats) Len() int           { return len(b.files) }
+func (b byPathWithStats) Less(i, j int) bool { return pathLess(b.files[i].Path, b.files[j].Path) }
+func (b byPathWithStats) Swap(i, j int) {
+	b.files[i], b.files[j] = b.files[j], b.files[i]
+	b.stats[i], b.stats[j] = b.stats[j], b.stats[i]
+}
+
+// fill reads a symlink's target or hashes a regular file the stat cache could not vouch for,
+// recording the sum with st (the file's lstat during the walk) for the next build.
+func (s *selector) fill(f *File, st *fileStat, buf []byte) error {
 	abs := s.abs(f.Path)
 	if f.Mode&fs.ModeSymlink != 0 {
 		t, err := os.Readlink(abs)
@@ -774,20 +1009,14 @@ func (s *selector) fill(f *File, buf []byte) error {
 		f.Link = t
 		return nil
 	}
-	fi := s.infos[f.Path]
-	if fi != nil {
-		if d, ok := s.src.StatCache.lookup(abs, fi); ok && f.setDigest(d) == nil {
-			return nil
-		}
-	}
 	start := time.Now()
 	sum, err := hashFile(abs, f.Path, f.Size, buf)
 	if err != nil {
 		return err
 	}
 	f.sum, f.hashed = sum, true
-	if fi != nil {
-		s.src.StatCache.store(abs, fi, f.Digest(), start)
+	if st != nil {
+		s.src.StatCache.store(abs, st, sum, start)
 	}
 	return nil
 }

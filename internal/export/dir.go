@@ -1,6 +1,7 @@
 package export
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,7 +63,8 @@ func writeOCIDir(dir string, img *image.Image, bs BlobOpener, names []imageName)
 	}
 	indexFile := filepath.Join(dir, ocispec.ImageIndexFile)
 	var old ocispec.Index
-	switch b, err := os.ReadFile(indexFile); {
+	oldBytes, err := os.ReadFile(indexFile)
+	switch b := oldBytes; {
 	case err == nil:
 		if err := json.Unmarshal(b, &old); err != nil {
 			return fmt.Errorf("existing %s: %w", indexFile, err)
@@ -79,6 +81,9 @@ func writeOCIDir(dir string, img *image.Image, bs BlobOpener, names []imageName)
 	b, err := json.Marshal(newIndex(append(merged, entries...)))
 	if err != nil {
 		return err
+	}
+	if bytes.Equal(b, oldBytes) {
+		return nil // the layout already holds exactly this image under these tags
 	}
 	return atomicWrite(indexFile, b)
 }

@@ -44,8 +44,12 @@ func WriteOCIArchive(w io.Writer, img *image.Image, bs BlobOpener, tags []string
 	if err != nil {
 		return fmt.Errorf("export oci archive: %w", err)
 	}
+	index, err := layoutIndex(img, names)
+	if err != nil {
+		return fmt.Errorf("export oci archive: %w", err)
+	}
 	tw := tar.NewWriter(w)
-	if err := writeLayoutTar(tw, img, bs, names); err != nil {
+	if err := writeLayoutTar(tw, img, bs, index); err != nil {
 		return fmt.Errorf("export oci archive: %w", err)
 	}
 	if err := tw.Close(); err != nil {
@@ -70,6 +74,31 @@ func WriteDockerArchive(w io.Writer, img *image.Image, bs BlobOpener, tags []str
 	if err != nil {
 		return fmt.Errorf("export docker archive: %w", err)
 	}
+	index, manifestJSON, repositoriesJSON, err := dockerArchiveFiles(img, names)
+	if err != nil {
+		return fmt.Errorf("export docker archive: %w", err)
+	}
+	tw := tar.NewWriter(w)
+	if err := writeLayoutTar(tw, img, bs, index); err != nil {
+		return fmt.Errorf("export docker archive: %w", err)
+	}
+	if err := writeFile(tw, "manifest.json", manifestJSON); err != nil {
+		return fmt.Errorf("export docker archive: %w", err)
+	}
+	if repositoriesJSON != nil {
+		if err := writeFile(tw, "repositories", repositoriesJSON); err != nil {
+			return fmt.Errorf("export docker archive: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("export docker archive: %w", err)
+	}
+	return nil
+}
+
+// dockerArchiveFiles returns the small files of a docker archive: index.json, manifest.json and
+// repositories (nil when no tag names a layer).
+func dockerArchiveFiles(img *image.Image, names []imageName) (index, manifestJSON, repositoriesJSON []byte, err error) {
 	entry := dockerManifestEntry{Config: blobPath(img.Config.Digest), RepoTags: []string{}}
 	for _, l := range img.Layers {
 		entry.Layers = append(entry.Layers, blobPath(l.Digest))
@@ -84,33 +113,30 @@ func WriteDockerArchive(w io.Writer, img *image.Image, bs BlobOpener, tags []str
 			repositories[n.familiarRepo()][n.tag] = img.Layers[len(img.Layers)-1].Digest.Encoded()
 		}
 	}
-	manifestJSON, err := json.Marshal([]dockerManifestEntry{entry})
-	if err != nil {
-		return fmt.Errorf("export docker archive: %w", err)
-	}
-	tw := tar.NewWriter(w)
-	if err := writeLayoutTar(tw, img, bs, names); err != nil {
-		return fmt.Errorf("export docker archive: %w", err)
-	}
-	if err := writeFile(tw, "manifest.json", manifestJSON); err != nil {
-		return fmt.Errorf("export docker archive: %w", err)
+	if manifestJSON, err = json.Marshal([]dockerManifestEntry{entry}); err != nil {
+		return nil, nil, nil, err
 	}
 	if len(repositories) > 0 {
-		b, err := json.Marshal(repositories)
-		if err != nil {
-			return fmt.Errorf("export docker archive: %w", err)
-		}
-		if err := writeFile(tw, "repositories", b); err != nil {
-			return fmt.Errorf("export docker archive: %w", err)
+		if repositoriesJSON, err = json.Marshal(repositories); err != nil {
+			return nil, nil, nil, err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("export docker archive: %w", err)
+	if index, err = layoutIndex(img, names); err != nil {
+		return nil, nil, nil, err
 	}
-	return nil
+	return index, manifestJSON, repositoriesJSON, nil
 }
 
-func writeLayoutTar(tw *tar.Writer, img *image.Image, bs BlobOpener, names []imageName) error {
+// layoutIndex is the index.json of a layout holding img under names.
+func layoutIndex(img *image.Image, names []imageName) ([]byte, error) {
+	entries, err := indexEntries(img, names)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(newIndex(entries))
+}
+
+func writeLayoutTar(tw *tar.Writer, img *image.Image, bs BlobOpener, index []byte) error {
 	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
 		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}
 		if err := tw.WriteHeader(hdr); err != nil {
@@ -130,14 +156,6 @@ func writeLayoutTar(tw *tar.Writer, img *image.Image, bs BlobOpener, names []ima
 		return err
 	}
 	if err := writeFile(tw, ocispec.ImageLayoutFile, layout); err != nil {
-		return err
-	}
-	entries, err := indexEntries(img, names)
-	if err != nil {
-		return err
-	}
-	index, err := json.Marshal(newIndex(entries))
-	if err != nil {
 		return err
 	}
 	return writeFile(tw, ocispec.ImageIndexFile, index)

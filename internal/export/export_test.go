@@ -217,6 +217,25 @@ func TestOCIDirMergesAndHardlinks(t *testing.T) {
 	if src.Sys().(*syscall.Stat_t).Ino != dst.Sys().(*syscall.Stat_t).Ino {
 		t.Fatal("layer was copied, not hardlinked, within one filesystem")
 	}
+
+	// Exporting what the layout already holds rewrites nothing, index.json included.
+	indexIno := func() uint64 {
+		fi, err := os.Stat(filepath.Join(dir, "index.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	before := indexIno()
+	if err := WriteOCIDir(dir, img, bs, []string{"example.com/a:one"}); err != nil {
+		t.Fatal(err)
+	}
+	if indexIno() != before {
+		t.Error("an up-to-date index.json was rewritten")
+	}
+	if b2, _ := os.ReadFile(filepath.Join(dir, "index.json")); !bytes.Equal(b, b2) {
+		t.Errorf("index.json changed: %s, was %s", b2, b)
+	}
 }
 
 // noPathStore hides file paths, forcing the copy fallback.

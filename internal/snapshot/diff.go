@@ -54,8 +54,13 @@ type diffEntry struct {
 // A redirect or metacopy xattr means the upper cannot be read on its own, so Diff refuses it; Mount
 // turns both features off so they should never appear.
 func Diff(upper string, w io.Writer) (DiffResult, error) {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	tw := tar.NewWriter(bw)
+	ew, _ := w.(EntryWriter)
+	var bw *bufio.Writer
+	tw := tar.NewWriter(w)
+	if ew == nil {
+		bw = bufio.NewWriterSize(w, 1<<20)
+		tw = tar.NewWriter(bw)
+	}
 	id := sha256.New()
 	id.Write([]byte(contentIDVersion))
 	links := map[[2]uint64]string{}
@@ -63,7 +68,7 @@ func Diff(upper string, w io.Writer) (DiffResult, error) {
 	n := 0
 	err := walkSorted(upper, func(e *diffEntry) error {
 		n++
-		if err := writeEntry(tw, id, upper, e, links, copyBuf); err != nil {
+		if err := writeEntry(tw, ew, id, upper, e, links, copyBuf); err != nil {
 			return fmt.Errorf("diff %s: %w", e.hdr.Name, err)
 		}
 		return nil
@@ -74,14 +79,26 @@ func Diff(upper string, w io.Writer) (DiffResult, error) {
 	if err := tw.Close(); err != nil {
 		return DiffResult{}, fmt.Errorf("diff %s: close tar: %w", upper, err)
 	}
-	if err := bw.Flush(); err != nil {
-		return DiffResult{}, fmt.Errorf("diff %s: write tar: %w", upper, err)
+	if bw != nil {
+		if err := bw.Flush(); err != nil {
+			return DiffResult{}, fmt.Errorf("diff %s: write tar: %w", upper, err)
+		}
 	}
 	return DiffResult{
 		ContentID: digest.NewDigest(digest.SHA256, id),
 		Empty:     n == 0,
 		Entries:   n,
 	}, nil
+}
+
+// EntryWriter is a Diff destination that is told where each tar entry begins and ends (the layer
+// blob writer cuts gzip members there). Diff writes to it unbuffered, calls BeginEntry before an
+// entry's header with the entry's data length, and EndEntry once its data and padding are
+// written; the end-of-archive blocks follow the last EndEntry.
+type EntryWriter interface {
+	io.Writer
+	BeginEntry(name string, size int64) error
+	EndEntry(name string, size int64) error
 }
 
 // pending is an upper path Diff has listed but not yet written, or an opaque marker waiting for
@@ -278,7 +295,7 @@ func diffEntries(p, rel string) ([]diffEntry, error) {
 // onlyReader hides os.File's WriterTo, whose generic fallback allocates a fresh buffer per file.
 type onlyReader struct{ io.Reader }
 
-func writeEntry(tw *tar.Writer, id hash.Hash, upper string, e *diffEntry, links map[[2]uint64]string, copyBuf *[64 << 10]byte) error {
+func writeEntry(tw *tar.Writer, ew EntryWriter, id hash.Hash, upper string, e *diffEntry, links map[[2]uint64]string, copyBuf *[64 << 10]byte) error {
 	hdr := e.hdr
 	var f *os.File
 	if e.content {
@@ -300,6 +317,11 @@ func writeEntry(tw *tar.Writer, id hash.Hash, upper string, e *diffEntry, links 
 		}
 	}
 
+	if ew != nil {
+		if err := ew.BeginEntry(hdr.Name, hdr.Size); err != nil {
+			return err
+		}
+	}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
@@ -316,6 +338,12 @@ func writeEntry(tw *tar.Writer, id hash.Hash, upper string, e *diffEntry, links 
 		sum = digest.NewDigest(digest.SHA256, h)
 	}
 	hashEntry(id, hdr, sum)
+	if ew != nil {
+		if err := tw.Flush(); err != nil { // the padding belongs to this entry's member
+			return err
+		}
+		return ew.EndEntry(hdr.Name, hdr.Size)
+	}
 	return nil
 }
 

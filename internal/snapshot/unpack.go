@@ -54,7 +54,8 @@ func Unpack(r io.Reader, dir string) error {
 	}
 	defer unix.Close(root)
 
-	u := &unpacker{root: root, dir: dir, dirTimes: map[string]*tar.Header{}}
+	u := &unpacker{root: root, dir: dir, dirTimes: map[string]*tar.Header{}, dirs: map[string]int{}}
+	defer u.forgetDirs()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -63,6 +64,9 @@ func Unpack(r io.Reader, dir string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("unpack: read tar: %w", err)
+		}
+		if len(u.dirs) > maxOpenDirs {
+			u.forgetDirs()
 		}
 		if err := u.entry(hdr, tr); err != nil {
 			return fmt.Errorf("unpack %q: %w", hdr.Name, err)
@@ -77,12 +81,53 @@ type unpacker struct {
 	// dirTimes holds directory headers whose mtimes are applied last: adding children bumps a
 	// directory's mtime, so setting it early would be undone.
 	dirTimes map[string]*tar.Header
-	copyBuf  [64 << 10]byte
+	// dirs caches O_PATH descriptors of directories already resolved below root without
+	// following a symlink, by relative path, so an entry costs one lookup instead of one openat
+	// per path component. A directory can only stop being one through removeExisting, which
+	// empties the cache; nothing is ever renamed. The descriptors are owned here: callers of
+	// openDir borrow them.
+	dirs    map[string]int
+	copyBuf [64 << 10]byte
 }
 
-// onlyWriter hides os.File's ReaderFrom, whose fallback for a non-file source allocates a fresh
-// buffer per file.
-type onlyWriter struct{ io.Writer }
+// maxOpenDirs bounds the descriptors dirs keeps; past it the cache starts over (between
+// entries, when nothing borrows one).
+const maxOpenDirs = 512
+
+func (u *unpacker) forgetDirs() {
+	for rel, fd := range u.dirs {
+		unix.Close(fd)
+		delete(u.dirs, rel)
+	}
+}
+
+// writeAll copies r into the file descriptor fd through copyBuf with plain write calls: wrapping
+// fd in an os.File would cost an fcntl and an allocation per file, which a layer of many small
+// files feels.
+func (u *unpacker) writeAll(fd int, r io.Reader) error {
+	for {
+		n, rerr := r.Read(u.copyBuf[:])
+		for b := u.copyBuf[:n]; len(b) > 0; {
+			w, err := unix.Write(fd, b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if w == 0 {
+				return io.ErrShortWrite
+			}
+			b = b[w:]
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
 
 // cleanName turns a tar name into a path relative to the layer root, "" meaning the root itself.
 func cleanName(name string) (string, error) {
@@ -100,8 +145,9 @@ func cleanName(name string) (string, error) {
 	return c, nil
 }
 
-// openParent returns an O_PATH descriptor for the directory holding rel, creating missing parents,
-// and refusing to pass through anything that is not a real directory (in particular a symlink).
+// openParent returns a borrowed O_PATH descriptor for the directory holding rel, creating missing
+// parents, and refusing to pass through anything that is not a real directory (in particular a
+// symlink).
 func (u *unpacker) openParent(rel string, create bool) (int, string, error) {
 	parent, base := path.Split(rel)
 	fd, err := u.openDir(strings.TrimSuffix(parent, "/"), create)
@@ -111,33 +157,34 @@ func (u *unpacker) openParent(rel string, create bool) (int, string, error) {
 	return fd, base, nil
 }
 
+// openDir returns a borrowed O_PATH descriptor for the directory rel ("" is the root), resolving
+// one component at a time from the nearest cached ancestor.
 func (u *unpacker) openDir(rel string, create bool) (int, error) {
-	fd, err := unix.Dup(u.root)
+	if rel == "" {
+		return u.root, nil
+	}
+	if fd, ok := u.dirs[rel]; ok {
+		return fd, nil
+	}
+	parentRel, comp := path.Split(rel)
+	pfd, err := u.openDir(strings.TrimSuffix(parentRel, "/"), create)
 	if err != nil {
 		return -1, err
 	}
-	if rel == "" {
-		return fd, nil
-	}
-	walked := ""
-	for _, comp := range strings.Split(rel, "/") {
-		walked = path.Join(walked, comp)
-		next, err := unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) && create {
-			if err = unix.Mkdirat(fd, comp, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
-				next, err = unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			}
+	next, err := unix.Openat(pfd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) && create {
+		if err = unix.Mkdirat(pfd, comp, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+			next, err = unix.Openat(pfd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		}
-		unix.Close(fd)
-		if err != nil {
-			if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-				return -1, fmt.Errorf("parent %q is not a directory (symlinks are not followed)", walked)
-			}
-			return -1, fmt.Errorf("open parent %q: %w", walked, err)
-		}
-		fd = next
 	}
-	return fd, nil
+	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			return -1, fmt.Errorf("parent %q is not a directory (symlinks are not followed)", rel)
+		}
+		return -1, fmt.Errorf("open parent %q: %w", rel, err)
+	}
+	u.dirs[rel] = next
+	return next, nil
 }
 
 // procPath names base inside the directory fd without resolving anything outside it, for the few
@@ -169,7 +216,6 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			if err != nil {
 				return err
 			}
-			defer unix.Close(fd)
 			if err := unix.Lsetxattr(procPath(fd, "."), opaqueXattr(), []byte("y"), 0); err != nil {
 				return fmt.Errorf("mark opaque: %w", err)
 			}
@@ -186,8 +232,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return err
 		}
-		defer unix.Close(fd)
-		if err := removeExisting(fd, name, u.dir, path.Join(parentRel, name)); err != nil {
+		if err := u.removeExisting(fd, name, path.Join(parentRel, name)); err != nil {
 			return err
 		}
 		if err := unix.Mknodat(fd, name, unix.S_IFCHR, 0); err != nil {
@@ -200,46 +245,60 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
 
 	if hdr.Typeflag == tar.TypeDir {
-		var st unix.Stat_t
-		err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
-		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if err := removeExisting(fd, base, u.dir, rel); err != nil {
-				return err
+		// Mkdir first: the path is new in nearly every layer, and EEXIST is the cheap way to learn
+		// it is not.
+		err := unix.Mkdirat(fd, base, 0o700)
+		if errors.Is(err, unix.EEXIST) {
+			var st unix.Stat_t
+			if err = unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return fmt.Errorf("stat: %w", err)
 			}
-			err = unix.ENOENT
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				if err := u.removeExisting(fd, base, rel); err != nil {
+					return err
+				}
+				err = unix.Mkdirat(fd, base, 0o700)
+			}
 		}
-		if errors.Is(err, unix.ENOENT) {
-			if err := unix.Mkdirat(fd, base, 0o700); err != nil {
-				return fmt.Errorf("mkdir: %w", err)
-			}
-		} else if err != nil {
-			return fmt.Errorf("stat: %w", err)
+		if err != nil {
+			return fmt.Errorf("mkdir: %w", err)
 		}
 		return u.applyDirMeta(rel, hdr)
 	}
 
-	if err := removeExisting(fd, base, u.dir, rel); err != nil {
+	// Each create below fails with EEXIST when an earlier entry used the path: in a tar the later
+	// entry wins, so the old one is removed and the create retried once.
+	create := func(mk func() error) error {
+		err := mk()
+		if errors.Is(err, unix.EEXIST) {
+			if err := u.removeExisting(fd, base, rel); err != nil {
+				return err
+			}
+			err = mk()
+		}
 		return err
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeGNUSparse:
-		f, err := unix.Openat(fd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		var f int
+		err := create(func() (err error) {
+			f, err = unix.Openat(fd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("create: %w", err)
 		}
-		file := os.NewFile(uintptr(f), rel)
-		_, err = io.CopyBuffer(onlyWriter{file}, r, u.copyBuf[:])
-		if cerr := file.Close(); err == nil {
+		err = u.writeAll(f, r)
+		if cerr := unix.Close(f); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 	case tar.TypeSymlink:
-		if err := unix.Symlinkat(hdr.Linkname, fd, base); err != nil {
+		if err := create(func() error { return unix.Symlinkat(hdr.Linkname, fd, base) }); err != nil {
 			return fmt.Errorf("symlink: %w", err)
 		}
 	case tar.TypeLink:
@@ -251,9 +310,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 		}
-		err = unix.Linkat(tfd, tbase, fd, base, 0)
-		unix.Close(tfd)
-		if err != nil {
+		if err := create(func() error { return unix.Linkat(tfd, tbase, fd, base, 0) }); err != nil {
 			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
 		}
 		// A hardlink shares the target's inode, so applying metadata again would only rewrite it.
@@ -272,7 +329,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			return nil
 		}
 		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
-		if err := unix.Mknodat(fd, base, mode|0o600, dev); err != nil {
+		if err := create(func() error { return unix.Mknodat(fd, base, mode|0o600, dev) }); err != nil {
 			return fmt.Errorf("mknod: %w", err)
 		}
 	case tar.TypeXGlobalHeader:
@@ -284,8 +341,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 }
 
 // removeExisting makes room for an entry whose path an earlier entry already used: in a tar the
-// later entry wins.
-func removeExisting(fd int, base, dir, rel string) error {
+// later entry wins. A removed directory takes its cached descriptors (and its descendants') with
+// it; fd, its parent, stays valid.
+func (u *unpacker) removeExisting(fd int, base, rel string) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -301,7 +359,13 @@ func removeExisting(fd int, base, dir, rel string) error {
 	}
 	// os.RemoveAll walks with *at calls and never follows symlinks; the parents of rel were
 	// just verified to be real directories.
-	if err := os.RemoveAll(path.Join(dir, rel)); err != nil {
+	for k, dfd := range u.dirs {
+		if k == rel || strings.HasPrefix(k, rel+"/") {
+			unix.Close(dfd)
+			delete(u.dirs, k)
+		}
+	}
+	if err := os.RemoveAll(path.Join(u.dir, rel)); err != nil {
 		return fmt.Errorf("replace existing directory: %w", err)
 	}
 	return nil
@@ -312,7 +376,6 @@ func (u *unpacker) applyDirMeta(rel string, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
 	if err := setMeta(fd, ".", hdr, false); err != nil {
 		return err
 	}
@@ -330,7 +393,7 @@ func setMeta(dirfd int, base string, hdr *tar.Header, symlink bool) error {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}
-	for _, k := range sortedKeys(hdr.PAXRecords) {
+	for _, k := range paxXattrKeys(hdr.PAXRecords) {
 		if !strings.HasPrefix(k, paxXattrPrefix) {
 			continue
 		}
@@ -368,6 +431,9 @@ func (u *unpacker) finishDirs() error {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(rels)))
 	for _, rel := range rels {
+		if len(u.dirs) > maxOpenDirs {
+			u.forgetDirs()
+		}
 		fd, err := u.openDir(rel, false)
 		if err != nil {
 			// A later entry may have replaced the directory; its own header then applied.
@@ -376,13 +442,24 @@ func (u *unpacker) finishDirs() error {
 			}
 			return fmt.Errorf("unpack %q: %w", rel, err)
 		}
-		err = setTimes(fd, ".", u.dirTimes[rel])
-		unix.Close(fd)
-		if err != nil {
+		if err := setTimes(fd, ".", u.dirTimes[rel]); err != nil {
 			return fmt.Errorf("unpack %q: %w", rel, err)
 		}
 	}
 	return nil
+}
+
+// paxXattrKeys lists m's keys in order, nil without allocating when no key names an xattr (the
+// common case: most entries carry no PAX records, or only path and time ones).
+func paxXattrKeys(m map[string]string) []string {
+	var keys []string
+	for k := range m {
+		if strings.HasPrefix(k, paxXattrPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func sortedKeys(m map[string]string) []string {

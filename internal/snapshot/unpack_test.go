@@ -82,6 +82,43 @@ func TestUnpack(t *testing.T) {
 	}
 }
 
+// TestUnpackReplacedDirs replaces directories the unpacker has already resolved (and cached) with
+// files and new directories, and checks the later entries land in the new ones.
+func TestUnpackReplacedDirs(t *testing.T) {
+	needRoot(t)
+	d := t.TempDir()
+	unpackEnts(t, d,
+		file("a/b/old", "1"),
+		file("a/b", "now a file"),
+		file("a/c/d/old", "2"),
+		dir("a/c/"), // an existing directory stays, with its children
+		file("a/c/d", "file over dir"),
+		file("a/c/d2/new", "3"),
+		file("e/f/old", "4"),
+		ent{name: "e/.wh.f", typ: tar.TypeReg},
+		file("e/g/new", "5"),
+		file("x/y/old", "6"),
+		file("x/y", "file over dir"),
+		dir("x/y/"), // and a directory again
+		file("x/y/new", "7"),
+	)
+	want := map[string]string{"x/y/new": "7", "a/b": "now a file", "a/c/d": "file over dir", "a/c/d2/new": "3", "e/g/new": "5"}
+	for rel, body := range want {
+		if b, err := os.ReadFile(filepath.Join(d, rel)); err != nil || string(b) != body {
+			t.Errorf("%s = %q, %v; want %q", rel, b, err, body)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(d, "e/f"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
+		t.Errorf("e/f is not a whiteout: mode %o, %v", st.Mode, err)
+	}
+	for _, gone := range []string{"a/b/old", "a/c/d/old", "e/f/old", "x/y/old"} {
+		if _, err := os.Lstat(filepath.Join(d, gone)); err == nil {
+			t.Errorf("%s survived its directory's replacement", gone)
+		}
+	}
+}
+
 func TestUnpackHostile(t *testing.T) {
 	needRoot(t)
 	for _, tc := range []struct {
@@ -128,6 +165,16 @@ func TestUnpackHostile(t *testing.T) {
 		}},
 		{name: "dir replaces symlink", ok: true, ents: func(o string) []ent {
 			return []ent{symlink("a", o), dir("a/"), file("a/passwd", "inside")}
+		}},
+		// The unpacker caches resolved directories: one replaced later must not be written through.
+		{name: "symlink replaces resolved dir then child", ents: func(o string) []ent {
+			return []ent{dir("a/"), dir("a/b/"), file("a/b/x", "x"), symlink("a", o), file("a/passwd", "pwned")}
+		}},
+		{name: "symlink replaces resolved subdir then child", ents: func(o string) []ent {
+			return []ent{file("a/b/c/x", "x"), symlink("a/b", o), file("a/b/passwd", "pwned")}
+		}},
+		{name: "whiteout of resolved dir then symlink then child", ents: func(o string) []ent {
+			return []ent{file("a/b/x", "x"), {name: ".wh.a", typ: tar.TypeReg}, symlink("a", o), file("a/b/passwd", "pwned")}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -401,7 +401,7 @@ func (s *solver) execute(ctx context.Context, st *graph.Stage, step *graph.Step,
 	if links != nil && links.Linked > 0 {
 		v.Status("%d unchanged files (%s) linked from the previous snapshot", links.Linked, store.FormatSize(links.LinkedBytes))
 	}
-	rec, err := s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/")
+	rec, err := s.commitLayer(ws.upper, step.Kind != graph.KindWorkdir || step.Workdir != "/", position)
 	if err == nil && links != nil && !rec.Empty {
 		if idx := links.Index(); idx != nil {
 			// Cache for the next run: without it that run copies every file.

@@ -686,6 +686,7 @@ func (s *Store) sweep(refs map[string]int) error {
 			}
 		}
 	}
+	s.sweepMembers(refs)
 	return nil
 }
 

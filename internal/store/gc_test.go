@@ -573,3 +573,31 @@ func TestExclusiveOpenSweepsHalfMadeScratch(t *testing.T) {
 		t.Fatalf("an exclusive open left the half-made scratch dir: %v", err)
 	}
 }
+
+// Tagging an image with the name it already has writes nothing (a no-change rebuild leaves the
+// store untouched); a new image under the name replaces the tag.
+func TestTagUnchangedWritesNothing(t *testing.T) {
+	f := newFixture(t)
+	w := f.open(false)
+	img1, img2 := f.image(w, f.layer(w, 1000)), f.image(w, f.layer(w, 1000))
+	if err := w.Tag("docker.io/library/app:1", img1); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(w.root, "tags", "docker.io%2Flibrary%2Fapp:1")
+	before, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Tag("docker.io/library/app:1", img1); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.Stat(p); err != nil || !os.SameFile(before, after) {
+		t.Errorf("same tag rewritten (err %v)", err)
+	}
+	if err := w.Tag("docker.io/library/app:1", img2); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := w.Lookup("docker.io/library/app:1"); err != nil || got != img2 {
+		t.Errorf("retag: %s, %v; want %s", got, err, img2)
+	}
+}

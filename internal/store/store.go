@@ -52,7 +52,7 @@ func DefaultRoot() string {
 	return filepath.Join(home, ".local", "share", "strata")
 }
 
-var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records", "selections", "snapfiles"}
+var dirs = []string{"blobs/sha256", "layers", "snapshots", "cache", "tags", "resolved", "cachemounts", "tmp", "statcache", "records", "selections", "members", "outputs", "snapfiles"}
 
 // Open creates the layout if needed, takes the shared lock, and clears scratch dirs left by dead
 // processes. exclusive is for prune/GC, which must not run beside a build.
@@ -576,7 +576,13 @@ func (s *Store) PutSelection(memoKey string, m SelectionMemo) error {
 // Tag points name at a manifest digest.
 func (s *Store) Tag(name string, manifest digest.Digest) error {
 	s.used.add(leaseImage, manifest.String())
-	return atomicfile.Write(filepath.Join(s.root, "tags", url.PathEscape(name)), []byte(manifest.String()), atomicfile.Options{Scratch: s.tmpDir})
+	p := filepath.Join(s.root, "tags", url.PathEscape(name))
+	if cur, err := os.ReadFile(p); err == nil && string(cur) == manifest.String() {
+		// A rebuild that changed nothing writes nothing: the tag already says this (tags
+		// are pinned, so their mtime means nothing to GC).
+		return nil
+	}
+	return atomicfile.Write(p, []byte(manifest.String()), atomicfile.Options{Scratch: s.tmpDir})
 }
 
 // Lookup returns the manifest digest a tag points at.

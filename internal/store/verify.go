@@ -202,7 +202,7 @@ func (v *verifier) checkScratch() error {
 }
 
 // indexDirs hold small files written through atomicfile.Write (".tmp-…" while being written).
-var indexDirs = []string{"layers", "cache", "tags", "resolved", "records", "statcache", "selections", "history", "snapfiles"}
+var indexDirs = []string{"layers", "cache", "tags", "resolved", "records", "statcache", "selections", "history", "members", "outputs", "snapfiles"}
 
 func (v *verifier) checkTempFiles() error {
 	for _, dir := range indexDirs {

@@ -1,0 +1,257 @@
+package layerblob_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/strata-build/strata/internal/layerblob"
+	"github.com/strata-build/strata/internal/snapshot"
+)
+
+// makeTree writes files of text-like content (compressible, as source trees are): n small files
+// in nested dirs, plus a few big ones, one above MaxMember so it is split.
+func makeTree(t testing.TB, dir string, n int, smallSize int, bigs ...int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(1, 2))
+	words := []string{"func ", "return ", "if err != nil ", "{\n", "}\n", "package ", "import ", "var ", "x := ", "// comment ", "string", "int64 ", "\t"}
+	text := func(size int) []byte {
+		var b bytes.Buffer
+		for b.Len() < size {
+			b.WriteString(words[r.IntN(len(words))])
+			fmt.Fprintf(&b, "%d", r.IntN(1000))
+		}
+		return b.Bytes()[:size]
+	}
+	mtime := time.Unix(1700000000, 0)
+	write := func(p string, data []byte) {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(full, mtime, mtime)
+	}
+	for i := range n {
+		write(fmt.Sprintf("src/d%02d/f%05d.go", i%50, i), text(1+r.IntN(2*smallSize)))
+	}
+	for i, size := range bigs {
+		write(fmt.Sprintf("big/b%d.bin", i), text(size))
+	}
+	for i := range 50 {
+		d := filepath.Join(dir, fmt.Sprintf("src/d%02d", i))
+		os.Chtimes(d, mtime, mtime)
+	}
+	for _, d := range []string{"src", "big"} {
+		os.Chtimes(filepath.Join(dir, d), mtime, mtime)
+	}
+}
+
+type blob struct {
+	data  []byte
+	index *layerblob.Index
+	diff  digest.Digest
+	stats layerblob.Stats
+}
+
+func commit(t testing.TB, dir string, srcs ...layerblob.Source) blob {
+	t.Helper()
+	var out bytes.Buffer
+	w := layerblob.NewWriter(&out, srcs...)
+	if _, err := snapshot.Diff(dir, w); err != nil {
+		t.Fatal(err)
+	}
+	idx, d, st, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blob{out.Bytes(), idx, d, st}
+}
+
+func (b blob) source() layerblob.Source {
+	return layerblob.Source{Blob: bytes.NewReader(b.data), Index: b.index}
+}
+
+// plainTar is Diff's tar through a plain writer (no member hooks): the bytes the blob must hold.
+func plainTar(t *testing.T, dir string) []byte {
+	var b bytes.Buffer
+	if _, err := snapshot.Diff(dir, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func gunzip(t *testing.T, data []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestBlobIsGzipOfDiffTar(t *testing.T) {
+	dir := t.TempDir()
+	makeTree(t, dir, 600, 4<<10, 300<<10, 9<<20)
+	b := commit(t, dir)
+	tarBytes := plainTar(t, dir)
+	if got := gunzip(t, b.data); !bytes.Equal(got, tarBytes) {
+		t.Fatalf("blob decompresses to %d bytes, Diff's tar has %d (or differs)", len(got), len(tarBytes))
+	}
+	if want := digest.FromBytes(tarBytes); b.diff != want {
+		t.Errorf("diffID %s, sha256 of the tar %s", b.diff, want)
+	}
+	if b.stats.Members < 10 {
+		t.Errorf("only %d members for 600 files and two big ones", b.stats.Members)
+	}
+	// Every member is a complete gzip stream with the fixed header, where the index says.
+	x, err := layerblob.Decode(b.index.Encode(), int64(len(b.data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for i, m := range x.Members {
+		part := b.data[m.Offset : m.Offset+m.Size]
+		if !bytes.Equal(part[:10], []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}) {
+			t.Fatalf("member %d header % x", i, part[:10])
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(part))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Multistream(false)
+		u, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		if sha256.Sum256(u) != m.Key || int64(len(u)) != m.USize || m.USize > layerblob.MaxMember {
+			t.Fatalf("member %d: key or length do not match its bytes (%d)", i, len(u))
+		}
+		total += m.USize
+	}
+	if total != int64(len(tarBytes)) {
+		t.Errorf("members hold %d bytes, tar has %d", total, len(tarBytes))
+	}
+}
+
+func TestIncrementalEqualsCold(t *testing.T) {
+	dir := t.TempDir()
+	makeTree(t, dir, 2000, 4<<10, 1<<20, 9<<20)
+	first := commit(t, dir)
+	if again := commit(t, dir); !bytes.Equal(again.data, first.data) {
+		t.Fatal("two cold commits of the same tree differ")
+	}
+
+	// One small file changes (same mtime, as a checkout would give): the incremental blob copies
+	// all but its member and is byte-identical to a cold one.
+	p := filepath.Join(dir, "src/d07/f01007.go")
+	if err := os.WriteFile(p, []byte("package edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Unix(1700000000, 0)
+	os.Chtimes(p, mtime, mtime)
+	cold := commit(t, dir)
+	inc := commit(t, dir, first.source())
+	if !bytes.Equal(inc.data, cold.data) || inc.diff != cold.diff {
+		t.Fatalf("incremental blob (%d bytes) differs from cold (%d bytes)", len(inc.data), len(cold.data))
+	}
+	if inc.stats.Compressed > 2 || inc.stats.Reused != inc.stats.Members-inc.stats.Compressed || inc.stats.Reused < 10 {
+		t.Errorf("one edit: %+v, want all but one or two members reused", inc.stats)
+	}
+	if cold.stats.Reused != 0 {
+		t.Errorf("cold commit reused %d members", cold.stats.Reused)
+	}
+
+	// A new file in the middle moves cuts only locally.
+	if err := os.WriteFile(filepath.Join(dir, "src/d20/new.go"), bytes.Repeat([]byte("new file\n"), 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cold = commit(t, dir)
+	inc = commit(t, dir, first.source())
+	if !bytes.Equal(inc.data, cold.data) {
+		t.Fatal("incremental blob after an added file differs from cold")
+	}
+	if inc.stats.Compressed > 4 {
+		t.Errorf("one added file and one edit: %+v", inc.stats)
+	}
+}
+
+// A source whose bytes do not back its index (damaged blob, lying index, unreadable blob) never
+// gives a wrong blob: those members are compressed instead.
+func TestBadSourcesFallBack(t *testing.T) {
+	dir := t.TempDir()
+	makeTree(t, dir, 800, 4<<10, 1<<20)
+	first := commit(t, dir)
+
+	damaged := bytes.Clone(first.data)
+	for _, m := range first.index.Members {
+		damaged[m.Offset+m.Size-3] ^= 0xff // each trailer's length field
+	}
+	// The deflate data itself damaged, header and trailer intact: only inflating can tell.
+	damagedBody := bytes.Clone(first.data)
+	for _, m := range first.index.Members {
+		damagedBody[m.Offset+m.Size/2] ^= 0x55
+	}
+	lying := &layerblob.Index{Compressor: layerblob.Compressor, Members: bytes2members(first.index.Members)}
+	otherCompressor := &layerblob.Index{Compressor: "other", Members: first.index.Members}
+	for name, src := range map[string]layerblob.Source{
+		"damaged blob":     {Blob: bytes.NewReader(damaged), Index: first.index},
+		"damaged deflate":  {Blob: bytes.NewReader(damagedBody), Index: first.index},
+		"unreadable blob":  {Blob: failingReader{}, Index: first.index},
+		"lying index":      {Blob: bytes.NewReader(first.data), Index: lying},
+		"other compressor": {Blob: bytes.NewReader(first.data), Index: otherCompressor},
+	} {
+		got := commit(t, dir, src)
+		if !bytes.Equal(got.data, first.data) {
+			t.Errorf("%s: blob differs from a cold one", name)
+		}
+		if got.stats.Reused != 0 {
+			t.Errorf("%s: %d members copied", name, got.stats.Reused)
+		}
+	}
+
+	// A damaged or truncated index file does not decode.
+	enc := first.index.Encode()
+	for name, bad := range map[string][]byte{
+		"flipped byte": func() []byte { b := bytes.Clone(enc); b[len(b)/2] ^= 1; return b }(),
+		"truncated":    enc[:len(enc)-10],
+		"empty":        nil,
+	} {
+		if _, err := layerblob.Decode(bad, int64(len(first.data))); err == nil {
+			t.Errorf("%s index decoded", name)
+		}
+	}
+	if _, err := layerblob.Decode(enc, int64(len(first.data))+1); err == nil {
+		t.Error("index decoded against a blob of another size")
+	}
+}
+
+// bytes2members rotates keys so each key names another member's bytes: offsets still tile the
+// blob and the checksum is right, only the claims are wrong.
+func bytes2members(ms []layerblob.Member) []layerblob.Member {
+	out := append([]layerblob.Member(nil), ms...)
+	for i := range out {
+		out[i].Key = ms[(i+1)%len(ms)].Key
+	}
+	return out
+}
+
+type failingReader struct{}
+
+func (failingReader) ReadAt([]byte, int64) (int, error) { return 0, errors.New("gone") }
