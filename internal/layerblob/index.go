@@ -15,12 +15,17 @@ type Index struct {
 	Members    []Member
 }
 
-// magic starts an encoded index; the version is in it.
-const magic = "strata-layerblob-index-v1\n"
+// magic starts an encoded index; the version is in it. v2 adds each member's diffID state
+// (Member.End); v1 indexes still decode, without states.
+const (
+	magic   = "strata-layerblob-index-v2\n"
+	magicV1 = "strata-layerblob-index-v1\n"
+)
 
 const memberLen = 32 + 8 + 8 + 8 + 4 + 32
 
-// Encode serializes the index: magic, compressor, members as fixed-size records, then a sha256
+// Encode serializes the index: magic, compressor, the length of a member's End state (0: no
+// states are kept, as when any member lacks one), members as fixed-size records, then a sha256
 // of everything before it, so that a torn or damaged file is rejected as a whole.
 func (x *Index) Encode() []byte {
 	var b bytes.Buffer
@@ -29,6 +34,18 @@ func (x *Index) Encode() []byte {
 	binary.BigEndian.PutUint64(n[:], uint64(len(x.Compressor)))
 	b.Write(n[:])
 	b.WriteString(x.Compressor)
+	stateLen := 0
+	if len(x.Members) > 0 {
+		stateLen = len(x.Members[0].End)
+	}
+	for _, m := range x.Members {
+		if len(m.End) != stateLen {
+			stateLen = 0
+			break
+		}
+	}
+	binary.BigEndian.PutUint64(n[:], uint64(stateLen))
+	b.Write(n[:])
 	binary.BigEndian.PutUint64(n[:], uint64(len(x.Members)))
 	b.Write(n[:])
 	var rec [memberLen]byte
@@ -40,6 +57,9 @@ func (x *Index) Encode() []byte {
 		binary.BigEndian.PutUint32(rec[56:], m.CRC)
 		copy(rec[60:], m.Sum[:])
 		b.Write(rec[:])
+		if stateLen > 0 {
+			b.Write(m.End)
+		}
 	}
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
@@ -49,7 +69,8 @@ func (x *Index) Encode() []byte {
 // Decode parses an encoded index and checks its checksum and that its members tile a blob of
 // blobSize bytes (each starting where the previous ended, the last ending at blobSize).
 func Decode(data []byte, blobSize int64) (*Index, error) {
-	if len(data) < len(magic)+16+32 || string(data[:len(magic)]) != magic {
+	v1 := len(data) >= len(magicV1) && string(data[:len(magicV1)]) == magicV1
+	if len(data) < len(magic)+16+32 || string(data[:len(magic)]) != magic && !v1 {
 		return nil, errors.New("layerblob index: not an index")
 	}
 	body, sum := data[:len(data)-32], data[len(data)-32:]
@@ -64,17 +85,29 @@ func Decode(data []byte, blobSize int64) (*Index, error) {
 	}
 	x := &Index{Compressor: string(p[:cl])}
 	p = p[cl:]
+	var stateLen uint64
+	if !v1 {
+		if len(p) < 8 {
+			return nil, errors.New("layerblob index: truncated")
+		}
+		stateLen = binary.BigEndian.Uint64(p)
+		p = p[8:]
+		if stateLen > 1024 {
+			return nil, errors.New("layerblob index: implausible state length")
+		}
+	}
 	if len(p) < 8 {
 		return nil, errors.New("layerblob index: truncated")
 	}
 	n := binary.BigEndian.Uint64(p)
 	p = p[8:]
-	if n != uint64(len(p))/memberLen || uint64(len(p))%memberLen != 0 {
+	recLen := memberLen + stateLen
+	if n != uint64(len(p))/recLen || uint64(len(p))%recLen != 0 {
 		return nil, errors.New("layerblob index: member count does not match its length")
 	}
 	var off int64
 	for i := range int(n) {
-		r := p[i*memberLen:]
+		r := p[uint64(i)*recLen:]
 		var m Member
 		copy(m.Key[:], r[:32])
 		m.Offset = int64(binary.BigEndian.Uint64(r[32:]))
@@ -82,6 +115,9 @@ func Decode(data []byte, blobSize int64) (*Index, error) {
 		m.USize = int64(binary.BigEndian.Uint64(r[48:]))
 		m.CRC = binary.BigEndian.Uint32(r[56:])
 		copy(m.Sum[:], r[60:92])
+		if stateLen > 0 {
+			m.End = bytes.Clone(r[memberLen:recLen])
+		}
 		if m.Offset != off || m.Size <= 0 || m.USize < 0 {
 			return nil, fmt.Errorf("layerblob index: member %d does not follow the previous one", i)
 		}

@@ -12,6 +12,7 @@ package layerblob
 
 import (
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,6 +61,10 @@ type Member struct {
 	// Sum is the sha256 of the compressed bytes: a member is copied only if the bytes read back
 	// hash to it, so a damaged blob is never copied from (re-hashing is cheaper than inflating).
 	Sum [32]byte
+	// End is the diffID's sha256 state (encoding.BinaryMarshaler form) after this member's
+	// bytes, nil when unknown. A later blob whose first members have the same keys, in order, has
+	// the same tar prefix, so its diffID continues from this state instead of hashing that prefix.
+	End []byte
 }
 
 // Source is an earlier blob whose members may be copied: its bytes and its index.
@@ -73,14 +78,27 @@ type Stats struct {
 	Members, Reused, Compressed int
 	ReusedBytes                 int64 // uncompressed bytes whose compression was copied
 	Fallbacks                   int   // members an index offered but whose bytes did not check out
+	// UnhashedBytes is the tar prefix whose diffID hashing was skipped (see Writer).
+	UnhashedBytes int64
 }
 
 // Writer takes a layer tar (Write) with its entry boundaries (BeginEntry, EndEntry) and writes
 // the blob to out. Members are compressed on GOMAXPROCS goroutines and written in order.
+//
+// The diffID is hashed by the goroutine that writes members in order, not by the one producing
+// the tar. While the members written so far have the keys of the first source's first members,
+// in the same order, the tar so far is that blob's tar prefix byte for byte (keys are sha256),
+// so no byte is hashed: the diffID resumes from the state the source recorded after the last
+// such member (Member.End). A one-file edit near the end of a layer hashes only what follows it.
 type Writer struct {
 	out    io.Writer
 	prev   map[[32]byte]prevMember
 	diffID hash.Hash
+
+	// order is the first source's members with End states, which the tar follows while inSync.
+	order  []Member
+	inSync bool
+	resume []byte // End of the last member taken in sync: the diffID's state so far
 
 	cur      []byte // the member being filled
 	curBig   bool   // cur holds (part of) a big entry
@@ -130,6 +148,9 @@ func NewWriter(out io.Writer, srcs ...Source) *Writer {
 		if s.Index == nil || s.Blob == nil || s.Index.Compressor != Compressor {
 			continue
 		}
+		if w.order == nil && statesUsable(s.Index.Members) {
+			w.order, w.inSync = s.Index.Members, true
+		}
 		for _, m := range s.Index.Members {
 			if _, ok := w.prev[m.Key]; !ok {
 				w.prev[m.Key] = prevMember{src: s, m: m}
@@ -144,10 +165,25 @@ func NewWriter(out io.Writer, srcs ...Source) *Writer {
 	return w
 }
 
+// statesUsable reports whether every member has an End state this build's sha256 can resume
+// from (another Go version may marshal differently): checked up front, because once a prefix
+// has been skipped there is no falling back to hashing it.
+func statesUsable(ms []Member) bool {
+	if len(ms) == 0 {
+		return false
+	}
+	h := sha256.New().(encoding.BinaryUnmarshaler)
+	for _, m := range ms {
+		if m.End == nil || h.UnmarshalBinary(m.End) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // Write adds tar bytes to the current member, cutting it every MaxMember bytes.
 func (w *Writer) Write(p []byte) (int, error) {
 	n := len(p)
-	w.diffID.Write(p)
 	for len(p) > 0 {
 		room := MaxMember - len(w.cur)
 		k := min(room, len(p))
@@ -306,6 +342,7 @@ func (w *Writer) drain() {
 		bad := w.err != nil
 		w.mu.Unlock()
 		if !bad {
+			j.m.End = w.hashMember(len(w.members), j)
 			_, err := w.out.Write(j.out)
 			w.mu.Lock()
 			if err != nil {
@@ -335,6 +372,43 @@ func (w *Writer) drain() {
 	}
 }
 
+// hashMember adds member k's bytes to the diffID, or skips them while the tar still follows
+// the source's members (see Writer), and returns the diffID's state after them. Only the drain
+// goroutine calls it, in member order.
+func (w *Writer) hashMember(k int, j *job) []byte {
+	if w.inSync {
+		if k < len(w.order) && w.order[k].Key == j.m.Key {
+			w.resume = w.order[k].End
+			w.mu.Lock()
+			w.stats.UnhashedBytes += j.m.USize
+			w.mu.Unlock()
+			return w.resume
+		}
+		w.leaveSync()
+	}
+	w.diffID.Write(j.data)
+	return marshalState(w.diffID)
+}
+
+// leaveSync makes the diffID hold the state of the prefix taken in sync, from where hashing
+// goes on. statesUsable checked that the state unmarshals.
+func (w *Writer) leaveSync() {
+	w.inSync = false
+	if w.resume != nil {
+		if err := w.diffID.(encoding.BinaryUnmarshaler).UnmarshalBinary(w.resume); err != nil {
+			panic("layerblob: checked diffID state does not unmarshal: " + err.Error())
+		}
+	}
+}
+
+func marshalState(h hash.Hash) []byte {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic("layerblob: sha256 state does not marshal: " + err.Error())
+	}
+	return b
+}
+
 // Close ends the last member and waits for every member to be written. It returns the blob's
 // member index and the diffID (sha256 of all the tar bytes written).
 func (w *Writer) Close() (*Index, digest.Digest, Stats, error) {
@@ -353,13 +427,16 @@ func (w *Writer) Close() (*Index, digest.Digest, Stats, error) {
 	if err != nil {
 		return nil, "", Stats{}, err
 	}
+	if w.inSync {
+		w.leaveSync()
+	}
 	if len(w.members) == 0 {
 		// An empty tar is still a blob: one member holding nothing.
 		out := compress(nil)
 		if _, err := w.out.Write(out); err != nil {
 			return nil, "", Stats{}, fmt.Errorf("write layer blob: %w", err)
 		}
-		w.members = append(w.members, Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0, Sum: sha256.Sum256(out)})
+		w.members = append(w.members, Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0, Sum: sha256.Sum256(out), End: marshalState(w.diffID)})
 		w.stats.Members, w.stats.Compressed = 1, 1
 	}
 	return &Index{Compressor: Compressor, Members: w.members}, digest.NewDigest(digest.SHA256, w.diffID), w.stats, nil

@@ -255,3 +255,71 @@ func bytes2members(ms []layerblob.Member) []layerblob.Member {
 type failingReader struct{}
 
 func (failingReader) ReadAt([]byte, int64) (int, error) { return 0, errors.New("gone") }
+
+// The diffID of an incremental blob resumes from the source's recorded state for the members
+// it shares in order from the start, and is the sha256 of the whole tar all the same; a source
+// without usable states (a v1 index, states of another format) hashes everything.
+func TestDiffIDResumesFromSourcePrefix(t *testing.T) {
+	dir := t.TempDir()
+	makeTree(t, dir, 1500, 4<<10, 1<<20)
+	first := commit(t, dir)
+	x, err := layerblob.Decode(first.index.Encode(), int64(len(first.data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range x.Members {
+		if !bytes.Equal(m.End, first.index.Members[i].End) || m.End == nil {
+			t.Fatalf("member %d: End state lost in encoding", i)
+		}
+	}
+	decoded := layerblob.Source{Blob: bytes.NewReader(first.data), Index: x}
+
+	// The last file in tar order changes: everything before its member is the source's prefix.
+	p := filepath.Join(dir, "src/d49/f01499.go")
+	if err := os.WriteFile(p, []byte("package edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Unix(1700000000, 0)
+	os.Chtimes(p, mtime, mtime)
+	tarBytes := plainTar(t, dir)
+	cold := commit(t, dir)
+	inc := commit(t, dir, decoded)
+	if !bytes.Equal(inc.data, cold.data) || inc.diff != cold.diff || inc.diff != digest.FromBytes(tarBytes) {
+		t.Fatalf("incremental blob or diffID differs from cold (%s, %s)", inc.diff, cold.diff)
+	}
+	if total := int64(len(tarBytes)); inc.stats.UnhashedBytes < total*9/10 || inc.stats.UnhashedBytes >= total {
+		t.Errorf("hashing skipped for %d of %d tar bytes, want most but not all", inc.stats.UnhashedBytes, total)
+	}
+	if cold.stats.UnhashedBytes != 0 {
+		t.Errorf("cold commit skipped hashing %d bytes", cold.stats.UnhashedBytes)
+	}
+	// The incremental blob's own states are right: a third commit resumes from them.
+	if again := commit(t, dir, inc.source()); again.diff != cold.diff || again.stats.UnhashedBytes != int64(len(tarBytes)) {
+		t.Errorf("commit from the incremental blob: diffID %s (want %s), %d bytes unhashed", again.diff, cold.diff, again.stats.UnhashedBytes)
+	}
+
+	// An edit of the first file: nothing is in sync, so everything is hashed.
+	p = filepath.Join(dir, "big/b0.bin")
+	if err := os.WriteFile(p, []byte("small now\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(p, mtime, mtime)
+	tarBytes = plainTar(t, dir)
+	inc = commit(t, dir, decoded)
+	if inc.diff != digest.FromBytes(tarBytes) || inc.stats.UnhashedBytes != 0 {
+		t.Errorf("first file edited: diffID %s, want %s; %d bytes unhashed", inc.diff, digest.FromBytes(tarBytes), inc.stats.UnhashedBytes)
+	}
+
+	// States that do not unmarshal, or none (what a v1 index decodes to), are not used.
+	for name, end := range map[string][]byte{"garbage": []byte("not a sha256 state"), "none": nil} {
+		ms := append([]layerblob.Member(nil), first.index.Members...)
+		for i := range ms {
+			ms[i].End = end
+		}
+		src := layerblob.Source{Blob: bytes.NewReader(first.data), Index: &layerblob.Index{Compressor: layerblob.Compressor, Members: ms}}
+		got := commit(t, dir, src)
+		if got.diff != digest.FromBytes(tarBytes) || got.stats.UnhashedBytes != 0 {
+			t.Errorf("%s states: diffID %s, %d bytes unhashed", name, got.diff, got.stats.UnhashedBytes)
+		}
+	}
+}
