@@ -65,6 +65,19 @@ type Member struct {
 	// bytes, nil when unknown. A later blob whose first members have the same keys, in order, has
 	// the same tar prefix, so its diffID continues from this state instead of hashing that prefix.
 	End []byte
+	// BlobEnd is, likewise, the state of the blob digest after this member's compressed bytes,
+	// nil when out was no StateWriter.
+	BlobEnd []byte
+}
+
+// StateWriter is an out that hashes what it is written (the store's blob writer, for the blob
+// digest) and can take bytes whose hash state afterwards is already known.
+type StateWriter interface {
+	io.Writer
+	// HashState is the hash's state (encoding.BinaryMarshaler form) after everything written.
+	HashState() ([]byte, error)
+	// WriteKnown writes p without hashing it: state is the hash's state once p is written.
+	WriteKnown(p, state []byte) error
 }
 
 // Source is an earlier blob whose members may be copied: its bytes and its index.
@@ -78,8 +91,9 @@ type Stats struct {
 	Members, Reused, Compressed int
 	ReusedBytes                 int64 // uncompressed bytes whose compression was copied
 	Fallbacks                   int   // members an index offered but whose bytes did not check out
-	// UnhashedBytes is the tar prefix whose diffID hashing was skipped (see Writer).
-	UnhashedBytes int64
+	// UnhashedBytes is the tar prefix whose diffID hashing was skipped (see Writer), and
+	// UnhashedBlobBytes the blob prefix written with WriteKnown (see StateWriter).
+	UnhashedBytes, UnhashedBlobBytes int64
 }
 
 // Writer takes a layer tar (Write) with its entry boundaries (BeginEntry, EndEntry) and writes
@@ -99,6 +113,10 @@ type Writer struct {
 	order  []Member
 	inSync bool
 	resume []byte // End of the last member taken in sync: the diffID's state so far
+	// sw is out when it is a StateWriter; blobInSync: the compressed members so far are order's
+	// first ones (same Sums), so out's hash state is order's BlobEnd (see writeMember).
+	sw         StateWriter
+	blobInSync bool
 
 	cur      []byte // the member being filled
 	curBig   bool   // cur holds (part of) a big entry
@@ -144,12 +162,14 @@ func NewWriter(out io.Writer, srcs ...Source) *Writer {
 		jobs:     make(chan *job, 2*n),
 		done:     make(chan struct{}),
 	}
+	w.sw, _ = out.(StateWriter)
 	for _, s := range srcs {
 		if s.Index == nil || s.Blob == nil || s.Index.Compressor != Compressor {
 			continue
 		}
-		if w.order == nil && statesUsable(s.Index.Members) {
+		if w.order == nil && statesUsable(s.Index.Members, func(m Member) []byte { return m.End }) {
 			w.order, w.inSync = s.Index.Members, true
+			w.blobInSync = w.sw != nil && statesUsable(s.Index.Members, func(m Member) []byte { return m.BlobEnd })
 		}
 		for _, m := range s.Index.Members {
 			if _, ok := w.prev[m.Key]; !ok {
@@ -168,13 +188,13 @@ func NewWriter(out io.Writer, srcs ...Source) *Writer {
 // statesUsable reports whether every member has an End state this build's sha256 can resume
 // from (another Go version may marshal differently): checked up front, because once a prefix
 // has been skipped there is no falling back to hashing it.
-func statesUsable(ms []Member) bool {
+func statesUsable(ms []Member, state func(Member) []byte) bool {
 	if len(ms) == 0 {
 		return false
 	}
 	h := sha256.New().(encoding.BinaryUnmarshaler)
 	for _, m := range ms {
-		if m.End == nil || h.UnmarshalBinary(m.End) != nil {
+		if st := state(m); st == nil || h.UnmarshalBinary(st) != nil {
 			return false
 		}
 	}
@@ -342,8 +362,10 @@ func (w *Writer) drain() {
 		bad := w.err != nil
 		w.mu.Unlock()
 		if !bad {
-			j.m.End = w.hashMember(len(w.members), j)
-			_, err := w.out.Write(j.out)
+			k := len(w.members)
+			j.m.End = w.hashMember(k, j)
+			var err error
+			j.m.BlobEnd, err = w.writeMember(k, j)
 			w.mu.Lock()
 			if err != nil {
 				w.err = fmt.Errorf("write layer blob: %w", err)
@@ -388,6 +410,29 @@ func (w *Writer) hashMember(k int, j *job) []byte {
 	}
 	w.diffID.Write(j.data)
 	return marshalState(w.diffID)
+}
+
+// writeMember writes member k's compressed bytes to out and returns out's hash state after
+// them (nil when out is no StateWriter). While the compressed members so far, this one
+// included, have the Sums of the source's first members in order, the blob so far is that
+// blob's prefix byte for byte, and its digest's state is the one the source recorded: the bytes
+// are written without being hashed. Only the drain goroutine calls it, in member order.
+func (w *Writer) writeMember(k int, j *job) ([]byte, error) {
+	if w.sw == nil {
+		_, err := w.out.Write(j.out)
+		return nil, err
+	}
+	if w.blobInSync && k < len(w.order) && w.order[k].Sum == j.m.Sum {
+		w.mu.Lock()
+		w.stats.UnhashedBlobBytes += int64(len(j.out))
+		w.mu.Unlock()
+		return w.order[k].BlobEnd, w.sw.WriteKnown(j.out, w.order[k].BlobEnd)
+	}
+	w.blobInSync = false
+	if _, err := w.sw.Write(j.out); err != nil {
+		return nil, err
+	}
+	return w.sw.HashState()
 }
 
 // leaveSync makes the diffID hold the state of the prefix taken in sync, from where hashing
@@ -436,7 +481,13 @@ func (w *Writer) Close() (*Index, digest.Digest, Stats, error) {
 		if _, err := w.out.Write(out); err != nil {
 			return nil, "", Stats{}, fmt.Errorf("write layer blob: %w", err)
 		}
-		w.members = append(w.members, Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0, Sum: sha256.Sum256(out), End: marshalState(w.diffID)})
+		m := Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0, Sum: sha256.Sum256(out), End: marshalState(w.diffID)}
+		if w.sw != nil {
+			if m.BlobEnd, err = w.sw.HashState(); err != nil {
+				return nil, "", Stats{}, fmt.Errorf("write layer blob: %w", err)
+			}
+		}
+		w.members = append(w.members, m)
 		w.stats.Members, w.stats.Compressed = 1, 1
 	}
 	return &Index{Compressor: Compressor, Members: w.members}, digest.NewDigest(digest.SHA256, w.diffID), w.stats, nil

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -321,5 +323,89 @@ func TestDiffIDResumesFromSourcePrefix(t *testing.T) {
 		if got.diff != digest.FromBytes(tarBytes) || got.stats.UnhashedBytes != 0 {
 			t.Errorf("%s states: diffID %s, %d bytes unhashed", name, got.diff, got.stats.UnhashedBytes)
 		}
+	}
+}
+
+// hashingBuffer is a StateWriter as the store's blob writer is: a buffer and a sha256 of it.
+type hashingBuffer struct {
+	bytes.Buffer
+	h hash.Hash
+}
+
+func newHashingBuffer() *hashingBuffer { return &hashingBuffer{h: sha256.New()} }
+
+func (b *hashingBuffer) Write(p []byte) (int, error) {
+	b.h.Write(p)
+	return b.Buffer.Write(p)
+}
+
+func (b *hashingBuffer) HashState() ([]byte, error) {
+	return b.h.(encoding.BinaryMarshaler).MarshalBinary()
+}
+
+func (b *hashingBuffer) WriteKnown(p, state []byte) error {
+	b.Buffer.Write(p)
+	return b.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+}
+
+func (b *hashingBuffer) digest() digest.Digest { return digest.NewDigest(digest.SHA256, b.h) }
+
+// A blob written to a StateWriter records the digest's state after each member, and a later
+// blob that shares a prefix of compressed members in order writes that prefix without hashing
+// it: its digest is still the sha256 of its bytes.
+func TestBlobDigestResumesFromSourcePrefix(t *testing.T) {
+	dir := t.TempDir()
+	makeTree(t, dir, 1500, 4<<10, 1<<20)
+	commitTo := func(srcs ...layerblob.Source) (*hashingBuffer, *layerblob.Index, layerblob.Stats) {
+		out := newHashingBuffer()
+		w := layerblob.NewWriter(out, srcs...)
+		if _, err := snapshot.Diff(dir, w); err != nil {
+			t.Fatal(err)
+		}
+		idx, _, st, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, idx, st
+	}
+	first, firstIdx, _ := commitTo()
+	x, err := layerblob.Decode(firstIdx.Encode(), int64(first.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range x.Members {
+		if m.BlobEnd == nil || !bytes.Equal(m.BlobEnd, firstIdx.Members[i].BlobEnd) {
+			t.Fatalf("member %d: BlobEnd state missing or lost in encoding", i)
+		}
+	}
+	src := layerblob.Source{Blob: bytes.NewReader(first.Bytes()), Index: x}
+
+	p := filepath.Join(dir, "src/d49/f01499.go")
+	if err := os.WriteFile(p, []byte("package edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Unix(1700000000, 0)
+	os.Chtimes(p, mtime, mtime)
+	cold, _, _ := commitTo()
+	inc, incIdx, st := commitTo(src)
+	if !bytes.Equal(inc.Bytes(), cold.Bytes()) || inc.digest() != digest.FromBytes(inc.Bytes()) {
+		t.Fatalf("incremental blob differs from cold, or its digest %s is not its bytes' %s", inc.digest(), digest.FromBytes(inc.Bytes()))
+	}
+	if total := int64(inc.Len()); st.UnhashedBlobBytes < total*9/10 || st.UnhashedBlobBytes >= total {
+		t.Errorf("blob hashing skipped for %d of %d bytes, want most but not all", st.UnhashedBlobBytes, total)
+	}
+	// Its recorded states are right too: a commit of the same tree from it hashes nothing.
+	again, _, st := commitTo(layerblob.Source{Blob: bytes.NewReader(inc.Bytes()), Index: incIdx})
+	if again.digest() != digest.FromBytes(inc.Bytes()) || st.UnhashedBlobBytes != int64(inc.Len()) {
+		t.Errorf("commit from the incremental blob: digest %s, want %s; %d bytes unhashed", again.digest(), digest.FromBytes(inc.Bytes()), st.UnhashedBlobBytes)
+	}
+	// A plain writer gets no BlobEnd states, and a source without them is hashed throughout.
+	plain := commit(t, dir)
+	if plain.index.Members[0].BlobEnd != nil {
+		t.Error("BlobEnd recorded for an out that keeps no hash")
+	}
+	noStates, _, st := commitTo(layerblob.Source{Blob: bytes.NewReader(plain.data), Index: plain.index})
+	if noStates.digest() != digest.FromBytes(noStates.Bytes()) || st.UnhashedBlobBytes != 0 {
+		t.Errorf("source without blob states: %d bytes unhashed", st.UnhashedBlobBytes)
 	}
 }
