@@ -62,16 +62,19 @@ var linkedLine = regexp.MustCompile(`(?m)^#\d+ (\d+) unchanged files \(.*\) link
 
 // An edit costs what changed: the COPY that re-runs after a one-file edit hard-links every other
 // file from the snapshot its last run left, and its layer is byte for byte the layer a --no-cache
-// build of the same context writes in a fresh store (diffID and blob). A RUN writing to the
-// linked files afterwards changes neither snapshot: `store verify` checks every indexed file
-// against its digest.
+// build of the same context writes in a fresh store (diffID and blob). RUN steps writing to the
+// linked files afterwards (through the overlay, and in rw bind and cache mounts of the stage)
+// change neither snapshot: `store verify` checks every indexed file against its digest.
 func TestCopyLinksUnchangedFiles(t *testing.T) {
 	e := newEnv(t)
 	files := map[string]string{
-		"Dockerfile": `FROM {{BASE}}
+		"Dockerfile": `FROM {{BASE}} AS files
 COPY . /
+FROM files
 COPY --chown=1234:1234 --chmod=0750 app /root/
 RUN echo more >> /app/a.txt && chmod 600 /app/sub/b.txt && touch /root/c.sh && rm /app/gone.txt
+RUN --mount=type=bind,from=files,source=/app,target=/m,rw echo x >> /m/a.txt && echo y >> /m/many/d0/f007.txt
+RUN --mount=type=cache,target=/c,from=files,source=/app echo z >> /c/a.txt && echo z >> /c/many/d0/f007.txt
 `,
 		"app/a.txt":     "alpha\n",
 		"app/sub/b.txt": "bravo\n",
@@ -126,8 +129,8 @@ RUN echo more >> /app/a.txt && chmod 600 /app/sub/b.txt && touch /root/c.sh && r
 		t.Errorf("a --no-cache build linked files: %s", m)
 	}
 	blobs3, ids3 := ociImageLayers(t, out3)
-	if len(ids2) != 4 || len(ids3) != 4 {
-		t.Fatalf("layers: %d and %d, want base + 3", len(ids2), len(ids3))
+	if len(ids2) != 6 || len(ids3) != 6 {
+		t.Fatalf("layers: %d and %d, want base + 5", len(ids2), len(ids3))
 	}
 	for i, what := range map[int]string{1: "COPY . /", 2: "COPY --chown --chmod app /root/"} {
 		if ids2[i] != ids3[i] || blobs2[i] != blobs3[i] {
@@ -150,11 +153,14 @@ RUN echo more >> /app/a.txt && chmod 600 /app/sub/b.txt && touch /root/c.sh && r
 	if inodeOf(t, snap(ids1[1], "app/many/d1/f060.txt")) == inodeOf(t, snap(ids2[1], "app/many/d1/f060.txt")) {
 		t.Error("the edited file shares the old snapshot's inode")
 	}
-	// The RUN step wrote through the overlay to linked files: both snapshots still hold what
-	// their COPY wrote.
+	// The RUN steps wrote to linked files, through the overlay and in rw bind and cache mounts
+	// of the stage: both snapshots still hold what their COPY wrote.
 	for _, id := range []string{ids1[1], ids2[1]} {
 		if got := readFile(t, snap(id, "app/a.txt")); got != "alpha\n" {
 			t.Errorf("snapshot %s: app/a.txt = %q", id, got)
+		}
+		if got, want := readFile(t, snap(id, "app/many/d0/f007.txt")), files["app/many/d0/f007.txt"]; got != want {
+			t.Errorf("snapshot %s: app/many/d0/f007.txt = %q, want %q", id, got, want)
 		}
 	}
 	if r := e.run("store", "verify"); r.err != nil || !strings.Contains(r.out, ": ok") {

@@ -12,6 +12,7 @@ package layerblob
 
 import (
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,6 +61,23 @@ type Member struct {
 	// Sum is the sha256 of the compressed bytes: a member is copied only if the bytes read back
 	// hash to it, so a damaged blob is never copied from (re-hashing is cheaper than inflating).
 	Sum [32]byte
+	// End is the diffID's sha256 state (encoding.BinaryMarshaler form) after this member's
+	// bytes, nil when unknown. A later blob whose first members have the same keys, in order, has
+	// the same tar prefix, so its diffID continues from this state instead of hashing that prefix.
+	End []byte
+	// BlobEnd is, likewise, the state of the blob digest after this member's compressed bytes,
+	// nil when out was no StateWriter.
+	BlobEnd []byte
+}
+
+// StateWriter is an out that hashes what it is written (the store's blob writer, for the blob
+// digest) and can take bytes whose hash state afterwards is already known.
+type StateWriter interface {
+	io.Writer
+	// HashState is the hash's state (encoding.BinaryMarshaler form) after everything written.
+	HashState() ([]byte, error)
+	// WriteKnown writes p without hashing it: state is the hash's state once p is written.
+	WriteKnown(p, state []byte) error
 }
 
 // Source is an earlier blob whose members may be copied: its bytes and its index.
@@ -73,14 +91,32 @@ type Stats struct {
 	Members, Reused, Compressed int
 	ReusedBytes                 int64 // uncompressed bytes whose compression was copied
 	Fallbacks                   int   // members an index offered but whose bytes did not check out
+	// UnhashedBytes is the tar prefix whose diffID hashing was skipped (see Writer), and
+	// UnhashedBlobBytes the blob prefix written with WriteKnown (see StateWriter).
+	UnhashedBytes, UnhashedBlobBytes int64
 }
 
 // Writer takes a layer tar (Write) with its entry boundaries (BeginEntry, EndEntry) and writes
 // the blob to out. Members are compressed on GOMAXPROCS goroutines and written in order.
+//
+// The diffID is hashed by the goroutine that writes members in order, not by the one producing
+// the tar. While the members written so far have the keys of the first source's first members,
+// in the same order, the tar so far is that blob's tar prefix byte for byte (keys are sha256),
+// so no byte is hashed: the diffID resumes from the state the source recorded after the last
+// such member (Member.End). A one-file edit near the end of a layer hashes only what follows it.
 type Writer struct {
 	out    io.Writer
 	prev   map[[32]byte]prevMember
 	diffID hash.Hash
+
+	// order is the first source's members with End states, which the tar follows while inSync.
+	order  []Member
+	inSync bool
+	resume []byte // End of the last member taken in sync: the diffID's state so far
+	// sw is out when it is a StateWriter; blobInSync: the compressed members so far are order's
+	// first ones (same Sums), so out's hash state is order's BlobEnd (see writeMember).
+	sw         StateWriter
+	blobInSync bool
 
 	cur      []byte // the member being filled
 	curBig   bool   // cur holds (part of) a big entry
@@ -126,9 +162,14 @@ func NewWriter(out io.Writer, srcs ...Source) *Writer {
 		jobs:     make(chan *job, 2*n),
 		done:     make(chan struct{}),
 	}
+	w.sw, _ = out.(StateWriter)
 	for _, s := range srcs {
 		if s.Index == nil || s.Blob == nil || s.Index.Compressor != Compressor {
 			continue
+		}
+		if w.order == nil && statesUsable(s.Index.Members, func(m Member) []byte { return m.End }) {
+			w.order, w.inSync = s.Index.Members, true
+			w.blobInSync = w.sw != nil && statesUsable(s.Index.Members, func(m Member) []byte { return m.BlobEnd })
 		}
 		for _, m := range s.Index.Members {
 			if _, ok := w.prev[m.Key]; !ok {
@@ -144,10 +185,25 @@ func NewWriter(out io.Writer, srcs ...Source) *Writer {
 	return w
 }
 
+// statesUsable reports whether every member has an End state this build's sha256 can resume
+// from (another Go version may marshal differently): checked up front, because once a prefix
+// has been skipped there is no falling back to hashing it.
+func statesUsable(ms []Member, state func(Member) []byte) bool {
+	if len(ms) == 0 {
+		return false
+	}
+	h := sha256.New().(encoding.BinaryUnmarshaler)
+	for _, m := range ms {
+		if st := state(m); st == nil || h.UnmarshalBinary(st) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // Write adds tar bytes to the current member, cutting it every MaxMember bytes.
 func (w *Writer) Write(p []byte) (int, error) {
 	n := len(p)
-	w.diffID.Write(p)
 	for len(p) > 0 {
 		room := MaxMember - len(w.cur)
 		k := min(room, len(p))
@@ -306,7 +362,10 @@ func (w *Writer) drain() {
 		bad := w.err != nil
 		w.mu.Unlock()
 		if !bad {
-			_, err := w.out.Write(j.out)
+			k := len(w.members)
+			j.m.End = w.hashMember(k, j)
+			var err error
+			j.m.BlobEnd, err = w.writeMember(k, j)
 			w.mu.Lock()
 			if err != nil {
 				w.err = fmt.Errorf("write layer blob: %w", err)
@@ -335,6 +394,66 @@ func (w *Writer) drain() {
 	}
 }
 
+// hashMember adds member k's bytes to the diffID, or skips them while the tar still follows
+// the source's members (see Writer), and returns the diffID's state after them. Only the drain
+// goroutine calls it, in member order.
+func (w *Writer) hashMember(k int, j *job) []byte {
+	if w.inSync {
+		if k < len(w.order) && w.order[k].Key == j.m.Key {
+			w.resume = w.order[k].End
+			w.mu.Lock()
+			w.stats.UnhashedBytes += j.m.USize
+			w.mu.Unlock()
+			return w.resume
+		}
+		w.leaveSync()
+	}
+	w.diffID.Write(j.data)
+	return marshalState(w.diffID)
+}
+
+// writeMember writes member k's compressed bytes to out and returns out's hash state after
+// them (nil when out is no StateWriter). While the compressed members so far, this one
+// included, have the Sums of the source's first members in order, the blob so far is that
+// blob's prefix byte for byte, and its digest's state is the one the source recorded: the bytes
+// are written without being hashed. Only the drain goroutine calls it, in member order.
+func (w *Writer) writeMember(k int, j *job) ([]byte, error) {
+	if w.sw == nil {
+		_, err := w.out.Write(j.out)
+		return nil, err
+	}
+	if w.blobInSync && k < len(w.order) && w.order[k].Sum == j.m.Sum {
+		w.mu.Lock()
+		w.stats.UnhashedBlobBytes += int64(len(j.out))
+		w.mu.Unlock()
+		return w.order[k].BlobEnd, w.sw.WriteKnown(j.out, w.order[k].BlobEnd)
+	}
+	w.blobInSync = false
+	if _, err := w.sw.Write(j.out); err != nil {
+		return nil, err
+	}
+	return w.sw.HashState()
+}
+
+// leaveSync makes the diffID hold the state of the prefix taken in sync, from where hashing
+// goes on. statesUsable checked that the state unmarshals.
+func (w *Writer) leaveSync() {
+	w.inSync = false
+	if w.resume != nil {
+		if err := w.diffID.(encoding.BinaryUnmarshaler).UnmarshalBinary(w.resume); err != nil {
+			panic("layerblob: checked diffID state does not unmarshal: " + err.Error())
+		}
+	}
+}
+
+func marshalState(h hash.Hash) []byte {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic("layerblob: sha256 state does not marshal: " + err.Error())
+	}
+	return b
+}
+
 // Close ends the last member and waits for every member to be written. It returns the blob's
 // member index and the diffID (sha256 of all the tar bytes written).
 func (w *Writer) Close() (*Index, digest.Digest, Stats, error) {
@@ -353,13 +472,22 @@ func (w *Writer) Close() (*Index, digest.Digest, Stats, error) {
 	if err != nil {
 		return nil, "", Stats{}, err
 	}
+	if w.inSync {
+		w.leaveSync()
+	}
 	if len(w.members) == 0 {
 		// An empty tar is still a blob: one member holding nothing.
 		out := compress(nil)
 		if _, err := w.out.Write(out); err != nil {
 			return nil, "", Stats{}, fmt.Errorf("write layer blob: %w", err)
 		}
-		w.members = append(w.members, Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0, Sum: sha256.Sum256(out)})
+		m := Member{Key: sha256.Sum256(nil), Size: int64(len(out)), CRC: 0, Sum: sha256.Sum256(out), End: marshalState(w.diffID)}
+		if w.sw != nil {
+			if m.BlobEnd, err = w.sw.HashState(); err != nil {
+				return nil, "", Stats{}, fmt.Errorf("write layer blob: %w", err)
+			}
+		}
+		w.members = append(w.members, m)
 		w.stats.Members, w.stats.Compressed = 1, 1
 	}
 	return &Index{Compressor: Compressor, Members: w.members}, digest.NewDigest(digest.SHA256, w.diffID), w.stats, nil

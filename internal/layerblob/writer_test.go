@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -277,5 +279,157 @@ func TestCompressorNamesLibraryVersion(t *testing.T) {
 	}
 	if want := "klauspost-compress-" + string(m[1]) + "/"; !strings.HasPrefix(layerblob.Compressor, want) {
 		t.Errorf("Compressor is %q, but go.mod requires klauspost/compress v%s: change Compressor (to start with %q)", layerblob.Compressor, m[1], want)
+	}
+}
+
+// The diffID of an incremental blob resumes from the source's recorded state for the members
+// it shares in order from the start, and is the sha256 of the whole tar all the same; a source
+// without usable states (a v1 index, states of another format) hashes everything.
+func TestDiffIDResumesFromSourcePrefix(t *testing.T) {
+	dir := t.TempDir()
+	makeTree(t, dir, 1500, 4<<10, 1<<20)
+	first := commit(t, dir)
+	x, err := layerblob.Decode(first.index.Encode(), int64(len(first.data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range x.Members {
+		if !bytes.Equal(m.End, first.index.Members[i].End) || m.End == nil {
+			t.Fatalf("member %d: End state lost in encoding", i)
+		}
+	}
+	decoded := layerblob.Source{Blob: bytes.NewReader(first.data), Index: x}
+
+	// The last file in tar order changes: everything before its member is the source's prefix.
+	p := filepath.Join(dir, "src/d49/f01499.go")
+	if err := os.WriteFile(p, []byte("package edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Unix(1700000000, 0)
+	os.Chtimes(p, mtime, mtime)
+	tarBytes := plainTar(t, dir)
+	cold := commit(t, dir)
+	inc := commit(t, dir, decoded)
+	if !bytes.Equal(inc.data, cold.data) || inc.diff != cold.diff || inc.diff != digest.FromBytes(tarBytes) {
+		t.Fatalf("incremental blob or diffID differs from cold (%s, %s)", inc.diff, cold.diff)
+	}
+	if total := int64(len(tarBytes)); inc.stats.UnhashedBytes < total*9/10 || inc.stats.UnhashedBytes >= total {
+		t.Errorf("hashing skipped for %d of %d tar bytes, want most but not all", inc.stats.UnhashedBytes, total)
+	}
+	if cold.stats.UnhashedBytes != 0 {
+		t.Errorf("cold commit skipped hashing %d bytes", cold.stats.UnhashedBytes)
+	}
+	// The incremental blob's own states are right: a third commit resumes from them.
+	if again := commit(t, dir, inc.source()); again.diff != cold.diff || again.stats.UnhashedBytes != int64(len(tarBytes)) {
+		t.Errorf("commit from the incremental blob: diffID %s (want %s), %d bytes unhashed", again.diff, cold.diff, again.stats.UnhashedBytes)
+	}
+
+	// An edit of the first file: nothing is in sync, so everything is hashed.
+	p = filepath.Join(dir, "big/b0.bin")
+	if err := os.WriteFile(p, []byte("small now\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(p, mtime, mtime)
+	tarBytes = plainTar(t, dir)
+	inc = commit(t, dir, decoded)
+	if inc.diff != digest.FromBytes(tarBytes) || inc.stats.UnhashedBytes != 0 {
+		t.Errorf("first file edited: diffID %s, want %s; %d bytes unhashed", inc.diff, digest.FromBytes(tarBytes), inc.stats.UnhashedBytes)
+	}
+
+	// States that do not unmarshal, or none (what a v1 index decodes to), are not used.
+	for name, end := range map[string][]byte{"garbage": []byte("not a sha256 state"), "none": nil} {
+		ms := append([]layerblob.Member(nil), first.index.Members...)
+		for i := range ms {
+			ms[i].End = end
+		}
+		src := layerblob.Source{Blob: bytes.NewReader(first.data), Index: &layerblob.Index{Compressor: layerblob.Compressor, Members: ms}}
+		got := commit(t, dir, src)
+		if got.diff != digest.FromBytes(tarBytes) || got.stats.UnhashedBytes != 0 {
+			t.Errorf("%s states: diffID %s, %d bytes unhashed", name, got.diff, got.stats.UnhashedBytes)
+		}
+	}
+}
+
+// hashingBuffer is a StateWriter as the store's blob writer is: a buffer and a sha256 of it.
+type hashingBuffer struct {
+	bytes.Buffer
+	h hash.Hash
+}
+
+func newHashingBuffer() *hashingBuffer { return &hashingBuffer{h: sha256.New()} }
+
+func (b *hashingBuffer) Write(p []byte) (int, error) {
+	b.h.Write(p)
+	return b.Buffer.Write(p)
+}
+
+func (b *hashingBuffer) HashState() ([]byte, error) {
+	return b.h.(encoding.BinaryMarshaler).MarshalBinary()
+}
+
+func (b *hashingBuffer) WriteKnown(p, state []byte) error {
+	b.Buffer.Write(p)
+	return b.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+}
+
+func (b *hashingBuffer) digest() digest.Digest { return digest.NewDigest(digest.SHA256, b.h) }
+
+// A blob written to a StateWriter records the digest's state after each member, and a later
+// blob that shares a prefix of compressed members in order writes that prefix without hashing
+// it: its digest is still the sha256 of its bytes.
+func TestBlobDigestResumesFromSourcePrefix(t *testing.T) {
+	dir := t.TempDir()
+	makeTree(t, dir, 1500, 4<<10, 1<<20)
+	commitTo := func(srcs ...layerblob.Source) (*hashingBuffer, *layerblob.Index, layerblob.Stats) {
+		out := newHashingBuffer()
+		w := layerblob.NewWriter(out, srcs...)
+		if _, err := snapshot.Diff(dir, w); err != nil {
+			t.Fatal(err)
+		}
+		idx, _, st, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, idx, st
+	}
+	first, firstIdx, _ := commitTo()
+	x, err := layerblob.Decode(firstIdx.Encode(), int64(first.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range x.Members {
+		if m.BlobEnd == nil || !bytes.Equal(m.BlobEnd, firstIdx.Members[i].BlobEnd) {
+			t.Fatalf("member %d: BlobEnd state missing or lost in encoding", i)
+		}
+	}
+	src := layerblob.Source{Blob: bytes.NewReader(first.Bytes()), Index: x}
+
+	p := filepath.Join(dir, "src/d49/f01499.go")
+	if err := os.WriteFile(p, []byte("package edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Unix(1700000000, 0)
+	os.Chtimes(p, mtime, mtime)
+	cold, _, _ := commitTo()
+	inc, incIdx, st := commitTo(src)
+	if !bytes.Equal(inc.Bytes(), cold.Bytes()) || inc.digest() != digest.FromBytes(inc.Bytes()) {
+		t.Fatalf("incremental blob differs from cold, or its digest %s is not its bytes' %s", inc.digest(), digest.FromBytes(inc.Bytes()))
+	}
+	if total := int64(inc.Len()); st.UnhashedBlobBytes < total*9/10 || st.UnhashedBlobBytes >= total {
+		t.Errorf("blob hashing skipped for %d of %d bytes, want most but not all", st.UnhashedBlobBytes, total)
+	}
+	// Its recorded states are right too: a commit of the same tree from it hashes nothing.
+	again, _, st := commitTo(layerblob.Source{Blob: bytes.NewReader(inc.Bytes()), Index: incIdx})
+	if again.digest() != digest.FromBytes(inc.Bytes()) || st.UnhashedBlobBytes != int64(inc.Len()) {
+		t.Errorf("commit from the incremental blob: digest %s, want %s; %d bytes unhashed", again.digest(), digest.FromBytes(inc.Bytes()), st.UnhashedBlobBytes)
+	}
+	// A plain writer gets no BlobEnd states, and a source without them is hashed throughout.
+	plain := commit(t, dir)
+	if plain.index.Members[0].BlobEnd != nil {
+		t.Error("BlobEnd recorded for an out that keeps no hash")
+	}
+	noStates, _, st := commitTo(layerblob.Source{Blob: bytes.NewReader(plain.data), Index: plain.index})
+	if noStates.digest() != digest.FromBytes(noStates.Bytes()) || st.UnhashedBlobBytes != 0 {
+		t.Errorf("source without blob states: %d bytes unhashed", st.UnhashedBlobBytes)
 	}
 }

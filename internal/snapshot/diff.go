@@ -292,12 +292,29 @@ func diffEntries(p, rel string) ([]diffEntry, error) {
 	return []diffEntry{{key: rel, rel: rel, hdr: hdr}}, nil
 }
 
-// onlyReader hides os.File's WriterTo, whose generic fallback allocates a fresh buffer per file.
-type onlyReader struct{ io.Reader }
+// fdReader reads a file by its bare descriptor. os.Open costs two more syscalls a file (an
+// fcntl and the poller's epoll_ctl, which a regular file refuses), a tenth of Diff's syscalls on
+// a layer of small files.
+type fdReader int
+
+func (r fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(r), p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
 
 func writeEntry(tw *tar.Writer, ew EntryWriter, id hash.Hash, upper string, e *diffEntry, links map[[2]uint64]string, copyBuf *[64 << 10]byte) error {
 	hdr := e.hdr
-	var f *os.File
+	fd := -1
 	if e.content {
 		multi := e.ino != [2]uint64{}
 		if first, ok := links[e.ino]; ok && multi {
@@ -308,12 +325,19 @@ func writeEntry(tw *tar.Writer, ew EntryWriter, id hash.Hash, upper string, e *d
 			if multi {
 				links[e.ino] = hdr.Name
 			}
+			// O_NOFOLLOW: the entry was a regular file when listed; never read through a symlink
+			// something put there since.
 			var err error
-			f, err = os.Open(filepath.Join(upper, e.rel))
-			if err != nil {
-				return err
+			for {
+				fd, err = unix.Open(filepath.Join(upper, e.rel), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+				if err != unix.EINTR {
+					break
+				}
 			}
-			defer f.Close()
+			if err != nil {
+				return &fs.PathError{Op: "open", Path: e.rel, Err: err}
+			}
+			defer unix.Close(fd)
 		}
 	}
 
@@ -326,9 +350,9 @@ func writeEntry(tw *tar.Writer, ew EntryWriter, id hash.Hash, upper string, e *d
 		return err
 	}
 	var sum digest.Digest
-	if f != nil {
+	if fd >= 0 {
 		h := sha256.New()
-		n, err := io.CopyBuffer(io.MultiWriter(tw, h), onlyReader{f}, copyBuf[:])
+		n, err := io.CopyBuffer(io.MultiWriter(tw, h), fdReader(fd), copyBuf[:])
 		if err != nil {
 			return fmt.Errorf("copy content: %w", err)
 		}

@@ -128,6 +128,9 @@ func (s *solver) memberSources(position string) ([]layerblob.Source, func()) {
 	return []layerblob.Source{{Blob: f, Index: idx}}, func() { f.Close() }
 }
 
+// The blob writer lets the layer writer skip hashing a prefix copied from an earlier blob.
+var _ layerblob.StateWriter = (*store.BlobWriter)(nil)
+
 // decompress opens a layer blob by its media type (or by sniffing, for docker media types).
 func decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
 	br := &peekReader{r: r}

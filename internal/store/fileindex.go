@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/strata-build/strata/internal/atomicfile"
 	"github.com/strata-build/strata/internal/fileindex"
 )
 
@@ -84,25 +85,10 @@ func (s *Store) SetLastLayer(position string, d digest.Digest) error {
 	return writeNoSync(s.tmpDir, s.lastLayerPath(position), []byte(d.String()))
 }
 
-// writeNoSync replaces p with data through a temp file in dir (the scratch dir: a kill leaves no
-// temp file beside p), without fsync, for cache files whose loss costs nothing but time.
+// writeNoSync replaces p with data without fsync (through the scratch dir, so a kill leaves no
+// temp file beside p), for cache files whose loss costs nothing but time.
 func writeNoSync(dir, p string, data []byte) error {
-	if dir == "" {
-		dir = filepath.Dir(p)
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(p)+"-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return atomicfile.Write(p, data, atomicfile.Options{Scratch: dir, NoSync: true})
 }
 
 // sweepFileIndexes removes the file indexes whose snapshot is gone (GC, verify).

@@ -6,6 +6,7 @@ package store
 
 import (
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -298,6 +299,32 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	w.h.Write(p[:n])
 	w.n += int64(n)
 	return n, err
+}
+
+// HashState is the state of the blob digest's sha256 after what was written so far (see
+// layerblob.StateWriter).
+func (w *BlobWriter) HashState() ([]byte, error) {
+	m, ok := w.h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, errors.New("blob digest state cannot be saved")
+	}
+	return m.MarshalBinary()
+}
+
+// WriteKnown writes p without hashing it: state is the digest's state once p is written, as a
+// layer blob writer knows when p continues a prefix it copied from an earlier blob whose states
+// it recorded (see layerblob.Writer).
+func (w *BlobWriter) WriteKnown(p, state []byte) error {
+	u, ok := w.h.(encoding.BinaryUnmarshaler)
+	if !ok {
+		return errors.New("blob digest state cannot be restored")
+	}
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	if err != nil {
+		return err
+	}
+	return u.UnmarshalBinary(state)
 }
 
 // Commit fsyncs and renames the blob into place, returning its digest and size. The blob's mtime

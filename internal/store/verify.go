@@ -390,25 +390,26 @@ func (v *verifier) checkFileIndexes() error {
 			paths = append(paths, p)
 		}
 		sort.Strings(paths)
+		dfd, err := unix.Open(filepath.Join(v.s.root, snap), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
 		for _, p := range paths {
-			if msg := indexedFileProblem(filepath.Join(v.s.root, snap), p, idx[p], buf); msg != "" {
+			if msg := indexedFileProblem(dfd, p, idx[p], buf); msg != "" {
 				v.problem(snap, "%s: %s", p, msg)
 				v.problem(rel, "lists a file its snapshot does not hold")
 				break
 			}
 		}
+		unix.Close(dfd)
 	}
 	return nil
 }
 
-// indexedFileProblem says what is wrong with the file at p in the snapshot dir, which the index
-// says holds content sum ("" when nothing is). The path is opened without following any symlink.
-func indexedFileProblem(dir, p string, sum [32]byte, buf []byte) string {
-	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err.Error()
-	}
-	defer unix.Close(dfd)
+// indexedFileProblem says what is wrong with the file at p in the snapshot directory dfd, which
+// the index says holds content sum ("" when nothing is). The path is opened without following
+// any symlink.
+func indexedFileProblem(dfd int, p string, sum [32]byte, buf []byte) string {
 	fd, err := unix.Openat2(dfd, p, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
