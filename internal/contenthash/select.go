@@ -108,7 +108,12 @@ func (m *matcher) match(p string, parent patternmatcher.MatchInfo) (bool, patter
 // path reaches it, so it is found after the fact rather than refused up front.
 func badPattern(patterns []string, err error) error {
 	for _, p := range patterns {
-		one, nerr := patternmatcher.New([]string{p})
+		// An exception is only compiled once something matched before it.
+		probe := []string{p}
+		if strings.HasPrefix(p, "!") {
+			probe = []string{"*", p}
+		}
+		one, nerr := patternmatcher.New(probe)
 		if nerr == nil {
 			_, _, nerr = one.MatchesUsingParentResults("x", patternmatcher.MatchInfo{})
 		}
