@@ -60,6 +60,8 @@ func Unpack(r io.Reader, dir string) error {
 	if err := u.learnCreation(); err != nil {
 		return fmt.Errorf("unpack: %w", err)
 	}
+	u.startWriters(unpackWriters)
+	defer u.stopWriters() // before forgetDirs: the writers borrow its descriptors
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -70,11 +72,24 @@ func Unpack(r io.Reader, dir string) error {
 			return fmt.Errorf("unpack: read tar: %w", err)
 		}
 		if len(u.dirs) > maxOpenDirs {
+			if err := u.drain(); err != nil {
+				return err
+			}
 			u.forgetDirs()
 		}
 		if err := u.entry(hdr, tr); err != nil {
+			var werr *writerError
+			if errors.As(err, &werr) {
+				return werr
+			}
 			return fmt.Errorf("unpack %q: %w", hdr.Name, err)
 		}
+		if err := u.writersErr(); err != nil {
+			return err
+		}
+	}
+	if err := u.drain(); err != nil {
+		return err
 	}
 	return u.finishDirs()
 }
@@ -105,6 +120,8 @@ type unpacker struct {
 	// acl is set once the root or any entry carries a default ACL, which replaces the umask for
 	// the files created below it: modes are then always set explicitly.
 	acl bool
+	// w writes small files beside the reader (writers.go); nil when the unpack is serial.
+	w *writers
 }
 
 // learnCreation reads what the kernel will give new entries: the owner (the effective ids), the
@@ -244,6 +261,9 @@ func (u *unpacker) openDir(rel string, create bool) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if err := u.touch(rel); err != nil {
+		return -1, err
+	}
 	next, err := unix.Openat(pfd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) && create {
 		if err = unix.Mkdirat(pfd, comp, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
@@ -257,6 +277,7 @@ func (u *unpacker) openDir(rel string, create bool) (int, error) {
 		return -1, fmt.Errorf("open parent %q: %w", rel, err)
 	}
 	u.dirs[rel] = next
+	u.use(rel)
 	return next, nil
 }
 
@@ -275,8 +296,16 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("layer root must be a directory")
 		}
+		// The root's group decides which files the writers chown.
+		if err := u.drain(); err != nil {
+			return err
+		}
 		return u.applyDirMeta("", hdr)
 	}
+	if err := u.touch(rel); err != nil {
+		return err
+	}
+	fresh := u.use(rel)
 	base := path.Base(rel)
 
 	if strings.HasPrefix(base, whiteoutPrefix) {
@@ -305,6 +334,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return err
 		}
+		if err := u.touch(path.Join(parentRel, name)); err != nil {
+			return err
+		}
+		u.use(path.Join(parentRel, name))
 		if err := u.removeExisting(fd, name, path.Join(parentRel, name)); err != nil {
 			return err
 		}
@@ -324,6 +357,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		// it is not.
 		err := unix.Mkdirat(fd, base, 0o700)
 		if errors.Is(err, unix.EEXIST) {
+			// Files handed out below it were judged by its current owner and mode.
+			if err := u.drain(); err != nil {
+				return err
+			}
 			var st unix.Stat_t
 			if err = unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return fmt.Errorf("stat: %w", err)
@@ -358,6 +395,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		// Created with its final permissions when the umask leaves them whole, so no fchmod is
 		// needed; the metadata goes through the open descriptor rather than a path lookup.
 		perm, modeDone := uint32(0o600), u.modeAsCreated(hdr)
+		owned := u.ownedAsCreated(parentOf(rel), hdr)
+		if handed, err := u.handOff(fd, base, rel, fresh, hdr, r, owned, modeDone); handed {
+			return err
+		}
 		if modeDone {
 			perm = uint32(hdr.Mode)
 		}
@@ -373,7 +414,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			err = fmt.Errorf("write: %w", err)
 		} else {
-			err = fileMeta(f, hdr, u.ownedAsCreated(parentOf(rel), hdr), modeDone)
+			err = fileMeta(f, hdr, owned, modeDone)
 		}
 		if cerr := unix.Close(f); err == nil && cerr != nil {
 			err = fmt.Errorf("write: %w", cerr)
@@ -388,6 +429,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		target, err := cleanName(hdr.Linkname)
 		if err != nil || target == "" {
 			return fmt.Errorf("hardlink target %q is outside the layer", hdr.Linkname)
+		}
+		if err := u.touch(target); err != nil {
+			return err
 		}
 		tfd, tbase, err := u.openParent(target, false)
 		if err != nil {
@@ -435,6 +479,10 @@ func parentOf(rel string) string {
 // later entry wins. A removed directory takes its cached descriptors (and its descendants') with
 // it; fd, its parent, stays valid.
 func (u *unpacker) removeExisting(fd int, base, rel string) error {
+	// A directory's removal takes whatever the writers are creating below it.
+	if err := u.drain(); err != nil {
+		return err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
