@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -56,6 +57,11 @@ func Unpack(r io.Reader, dir string) error {
 
 	u := &unpacker{root: root, dir: dir, dirTimes: map[string]*tar.Header{}, dirs: map[string]int{}}
 	defer u.forgetDirs()
+	if err := u.learnCreation(); err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	u.startWriters(unpackWriters)
+	defer u.stopWriters() // before forgetDirs: the writers borrow its descriptors
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -66,11 +72,24 @@ func Unpack(r io.Reader, dir string) error {
 			return fmt.Errorf("unpack: read tar: %w", err)
 		}
 		if len(u.dirs) > maxOpenDirs {
+			if err := u.drain(); err != nil {
+				return err
+			}
 			u.forgetDirs()
 		}
 		if err := u.entry(hdr, tr); err != nil {
+			var werr *writerError
+			if errors.As(err, &werr) {
+				return werr
+			}
 			return fmt.Errorf("unpack %q: %w", hdr.Name, err)
 		}
+		if err := u.writersErr(); err != nil {
+			return err
+		}
+	}
+	if err := u.drain(); err != nil {
+		return err
 	}
 	return u.finishDirs()
 }
@@ -88,6 +107,77 @@ type unpacker struct {
 	// openDir borrow them.
 	dirs    map[string]int
 	copyBuf [64 << 10]byte
+
+	// What a new file gets without being told, so that the fchown and fchmod that would only
+	// repeat it are skipped: most files of a base layer are root:root 0644/0755, and each call
+	// dirties the inode once more. See learnCreation, ownedAsCreated and modeAsCreated.
+	euid, egid int
+	umask      uint32
+	// dirGids holds the group each directory was given by its header (and the root's), for
+	// directories created here; a directory made only as a missing parent is absent (its group
+	// depends on set-gid bits and mount options), so entries below it are always chowned.
+	dirGids map[string]int
+	// acl is set once the root or any entry carries a default ACL, which replaces the umask for
+	// the files created below it: modes are then always set explicitly.
+	acl bool
+	// w writes small files beside the reader (writers.go); nil when the unpack is serial.
+	w *writers
+}
+
+// learnCreation reads what the kernel will give new entries: the owner (the effective ids), the
+// umask and the root's group and default ACL.
+func (u *unpacker) learnCreation() error {
+	u.euid, u.egid = unix.Geteuid(), unix.Getegid()
+	u.umask = 0o777 // unknown: every mode is set explicitly
+	if m, ok := readUmask(); ok {
+		u.umask = m
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(u.root, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", u.dir, err)
+	}
+	u.dirGids = map[string]int{"": int(st.Gid)}
+	if _, err := unix.Lgetxattr(procPath(u.root, "."), aclDefaultXattr, nil); !errors.Is(err, unix.ENODATA) {
+		// Present, or unknowable (no xattr support gives no ACL either, but err on the safe side).
+		u.acl = !errors.Is(err, unix.ENOTSUP)
+	}
+	return nil
+}
+
+// readUmask reads the process umask from /proc (Linux 4.7+) without setting it, which the
+// umask call would do for every thread of the process.
+func readUmask() (uint32, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(m), err == nil
+		}
+	}
+	return 0, false
+}
+
+// aclDefaultXattr holds a directory's default ACL, which new entries below it inherit.
+const aclDefaultXattr = "system.posix_acl_default"
+
+// ownedAsCreated reports whether an entry created in the directory parentRel already has the
+// owner hdr names: its uid is ours, and its gid is ours or the directory's (set-gid directories
+// and the grpid mount option give the latter), both equal to the header's.
+func (u *unpacker) ownedAsCreated(parentRel string, hdr *tar.Header) bool {
+	if hdr.Uid != u.euid || hdr.Gid != u.egid {
+		return false
+	}
+	g, ok := u.dirGids[parentRel]
+	return ok && g == hdr.Gid
+}
+
+// modeAsCreated reports whether a file created with permission bits hdr.Mode&0o777 ends up with
+// exactly hdr's mode: no set-id or sticky bit, nothing the umask removes, no default ACL.
+func (u *unpacker) modeAsCreated(hdr *tar.Header) bool {
+	return hdr.Mode&^0o777 == 0 && uint32(hdr.Mode)&u.umask == 0 && !u.acl
 }
 
 // maxOpenDirs bounds the descriptors dirs keeps; past it the cache starts over (between
@@ -171,6 +261,9 @@ func (u *unpacker) openDir(rel string, create bool) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if err := u.touch(rel); err != nil {
+		return -1, err
+	}
 	next, err := unix.Openat(pfd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) && create {
 		if err = unix.Mkdirat(pfd, comp, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
@@ -184,6 +277,7 @@ func (u *unpacker) openDir(rel string, create bool) (int, error) {
 		return -1, fmt.Errorf("open parent %q: %w", rel, err)
 	}
 	u.dirs[rel] = next
+	u.use(rel)
 	return next, nil
 }
 
@@ -202,8 +296,16 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("layer root must be a directory")
 		}
+		// The root's group decides which files the writers chown.
+		if err := u.drain(); err != nil {
+			return err
+		}
 		return u.applyDirMeta("", hdr)
 	}
+	if err := u.touch(rel); err != nil {
+		return err
+	}
+	fresh := u.use(rel)
 	base := path.Base(rel)
 
 	if strings.HasPrefix(base, whiteoutPrefix) {
@@ -232,13 +334,17 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return err
 		}
+		if err := u.touch(path.Join(parentRel, name)); err != nil {
+			return err
+		}
+		u.use(path.Join(parentRel, name))
 		if err := u.removeExisting(fd, name, path.Join(parentRel, name)); err != nil {
 			return err
 		}
 		if err := unix.Mknodat(fd, name, unix.S_IFCHR, 0); err != nil {
 			return fmt.Errorf("create whiteout: %w", err)
 		}
-		return setMeta(fd, name, hdr, false)
+		return setMeta(fd, name, hdr, false, false)
 	}
 
 	fd, base, err := u.openParent(rel, true)
@@ -251,6 +357,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		// it is not.
 		err := unix.Mkdirat(fd, base, 0o700)
 		if errors.Is(err, unix.EEXIST) {
+			// Files handed out below it were judged by its current owner and mode.
+			if err := u.drain(); err != nil {
+				return err
+			}
 			var st unix.Stat_t
 			if err = unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return fmt.Errorf("stat: %w", err)
@@ -282,29 +392,46 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeGNUSparse:
+		// Created with its final permissions when the umask leaves them whole, so no fchmod is
+		// needed; the metadata goes through the open descriptor rather than a path lookup.
+		perm, modeDone := uint32(0o600), u.modeAsCreated(hdr)
+		owned := u.ownedAsCreated(parentOf(rel), hdr)
+		if handed, err := u.handOff(fd, base, rel, fresh, hdr, r, owned, modeDone); handed {
+			return err
+		}
+		if modeDone {
+			perm = uint32(hdr.Mode)
+		}
 		var f int
 		err := create(func() (err error) {
-			f, err = unix.Openat(fd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			f, err = unix.Openat(fd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("create: %w", err)
 		}
 		err = u.writeAll(f, r)
-		if cerr := unix.Close(f); err == nil {
-			err = cerr
-		}
 		if err != nil {
-			return fmt.Errorf("write: %w", err)
+			err = fmt.Errorf("write: %w", err)
+		} else {
+			err = fileMeta(f, hdr, owned, modeDone)
 		}
+		if cerr := unix.Close(f); err == nil && cerr != nil {
+			err = fmt.Errorf("write: %w", cerr)
+		}
+		return err
 	case tar.TypeSymlink:
 		if err := create(func() error { return unix.Symlinkat(hdr.Linkname, fd, base) }); err != nil {
 			return fmt.Errorf("symlink: %w", err)
 		}
+		return setMeta(fd, base, hdr, true, u.ownedAsCreated(parentOf(rel), hdr))
 	case tar.TypeLink:
 		target, err := cleanName(hdr.Linkname)
 		if err != nil || target == "" {
 			return fmt.Errorf("hardlink target %q is outside the layer", hdr.Linkname)
+		}
+		if err := u.touch(target); err != nil {
+			return err
 		}
 		tfd, tbase, err := u.openParent(target, false)
 		if err != nil {
@@ -337,13 +464,25 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	default:
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}
-	return setMeta(fd, base, hdr, hdr.Typeflag == tar.TypeSymlink)
+	return setMeta(fd, base, hdr, false, false)
+}
+
+// parentOf is the relative path of rel's directory, "" for the root.
+func parentOf(rel string) string {
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		return rel[:i]
+	}
+	return ""
 }
 
 // removeExisting makes room for an entry whose path an earlier entry already used: in a tar the
 // later entry wins. A removed directory takes its cached descriptors (and its descendants') with
 // it; fd, its parent, stays valid.
 func (u *unpacker) removeExisting(fd int, base, rel string) error {
+	// A directory's removal takes whatever the writers are creating below it.
+	if err := u.drain(); err != nil {
+		return err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -365,6 +504,15 @@ func (u *unpacker) removeExisting(fd int, base, rel string) error {
 			delete(u.dirs, k)
 		}
 	}
+	// The headers of the removed directories no longer describe anything: a path among them that
+	// is made again gets its own header, or is a missing parent (root-owned, times left alone), or
+	// is not a directory at all.
+	for k := range u.dirTimes {
+		if k == rel || strings.HasPrefix(k, rel+"/") {
+			delete(u.dirTimes, k)
+			delete(u.dirGids, k)
+		}
+	}
 	if err := os.RemoveAll(path.Join(u.dir, rel)); err != nil {
 		return fmt.Errorf("replace existing directory: %w", err)
 	}
@@ -376,34 +524,35 @@ func (u *unpacker) applyDirMeta(rel string, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	if err := setMeta(fd, ".", hdr, false); err != nil {
+	if err := setMeta(fd, ".", hdr, false, false); err != nil {
 		return err
 	}
 	u.dirTimes[rel] = hdr
+	u.dirGids[rel] = hdr.Gid
+	if _, ok := hdr.PAXRecords[paxXattrPrefix+aclDefaultXattr]; ok {
+		u.acl = true
+	}
 	return nil
 }
 
-// setMeta applies owner, mode, xattrs and times. Owner goes first because chown clears set-id bits.
-func setMeta(dirfd int, base string, hdr *tar.Header, symlink bool) error {
-	if err := unix.Fchownat(dirfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return chownError(err, hdr.Uid, hdr.Gid)
+// setMeta applies owner (unless owned says it is already right), mode, xattrs and times. Owner
+// goes first because chown clears set-id bits.
+func setMeta(dirfd int, base string, hdr *tar.Header, symlink, owned bool) error {
+	if !owned {
+		if err := unix.Fchownat(dirfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return chownError(err, hdr.Uid, hdr.Gid)
+		}
 	}
 	if !symlink {
 		if err := unix.Fchmodat(dirfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}
-	for _, k := range paxXattrKeys(hdr.PAXRecords) {
-		if !strings.HasPrefix(k, paxXattrPrefix) {
-			continue
-		}
-		name := strings.TrimPrefix(k, paxXattrPrefix)
-		if strings.HasPrefix(name, overlayXattrNS) || strings.HasPrefix(name, userOverlayXattrNS) {
-			continue
-		}
-		if err := unix.Lsetxattr(procPath(dirfd, base), name, []byte(hdr.PAXRecords[k]), 0); err != nil {
-			return fmt.Errorf("set xattr %s: %w", name, err)
-		}
+	err := setXattrs(hdr, func(name string, value []byte) error {
+		return unix.Lsetxattr(procPath(dirfd, base), name, value, 0)
+	})
+	if err != nil {
+		return err
 	}
 	if symlink || hdr.Typeflag != tar.TypeDir {
 		return setTimes(dirfd, base, hdr)
@@ -411,13 +560,62 @@ func setMeta(dirfd int, base string, hdr *tar.Header, symlink bool) error {
 	return nil
 }
 
-func setTimes(dirfd int, base string, hdr *tar.Header) error {
+// fileMeta is setMeta for a regular file through its open descriptor f.
+func fileMeta(f int, hdr *tar.Header, owned, modeDone bool) error {
+	if !owned {
+		if err := unix.Fchown(f, hdr.Uid, hdr.Gid); err != nil {
+			return chownError(err, hdr.Uid, hdr.Gid)
+		}
+	}
+	if !modeDone {
+		if err := unix.Fchmod(f, uint32(hdr.Mode&0o7777)); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	if err := setXattrs(hdr, func(name string, value []byte) error { return unix.Fsetxattr(f, name, value, 0) }); err != nil {
+		return err
+	}
+	if err := futimens(f, timespecs(hdr)); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// setXattrs applies the xattrs hdr carries, except overlay ones (see Unpack), in name order.
+func setXattrs(hdr *tar.Header, set func(name string, value []byte) error) error {
+	for _, k := range paxXattrKeys(hdr.PAXRecords) {
+		name := strings.TrimPrefix(k, paxXattrPrefix)
+		if strings.HasPrefix(name, overlayXattrNS) || strings.HasPrefix(name, userOverlayXattrNS) {
+			continue
+		}
+		if err := set(name, []byte(hdr.PAXRecords[k])); err != nil {
+			return fmt.Errorf("set xattr %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// futimens sets the times of the open file f: utimensat with a NULL path, which x/sys/unix does
+// not offer with nanoseconds.
+func futimens(f int, ts *[2]unix.Timespec) error {
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(f), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func timespecs(hdr *tar.Header) *[2]unix.Timespec {
 	atime := hdr.AccessTime
 	if atime.IsZero() {
 		atime = hdr.ModTime
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
-	if err := unix.UtimesNanoAt(dirfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	return &[2]unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+}
+
+func setTimes(dirfd int, base string, hdr *tar.Header) error {
+	ts := timespecs(hdr)
+	if err := unix.UtimesNanoAt(dirfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("set times: %w", err)
 	}
 	return nil
