@@ -182,7 +182,9 @@ func TestRootlessBuild(t *testing.T) {
 	}
 	// The one directory outside the home: the mountpoint of the namespace's private tmpfs (runc
 	// state, bundles), the user's and empty once the build is over.
-	runDir := filepath.Join(os.TempDir(), "strata-run-"+strconv.Itoa(u.uid))
+	// The user's environment has no TMPDIR (command passes HOME and the variables the test names), so
+	// its run dir is under /tmp whatever TMPDIR this test runs with.
+	runDir := filepath.Join("/tmp", "strata-run-"+strconv.Itoa(u.uid))
 	if fi, err := os.Stat(runDir); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(u.uid) {
 		t.Errorf("run dir %s: %v (want a directory of the user's)", runDir, err)
 	} else if ents, _ := os.ReadDir(runDir); len(ents) != 0 {
