@@ -737,35 +737,12 @@ func makeLayer(t *testing.T, ents ...tarEnt) []byte {
 // every check strata makes on layers it writes itself.
 func pushCrafted(t *testing.T, repo string, layerTar []byte) string {
 	t.Helper()
-	base, err := name.ParseReference(baseRef, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err = mutate.AppendLayers(img, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(testReg.Addr()+"/"+repo+":v1", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	return ref.String()
+	return pushWithDiffIDs(t, repo, layerTar, v1.Hash{})
 }
 
-// pushWithDiffIDs pushes the busybox base plus layerTar, with the config's diffID of that layer
-// replaced by claim: the blob digests stay right, so only a check of the uncompressed bytes
-// against the config sees the lie.
+// pushWithDiffIDs is pushCrafted with the config's diffID of the crafted layer replaced by claim
+// (unless zero): the blob digests stay right, so only a check of the uncompressed bytes against
+// the config sees the lie.
 func pushWithDiffIDs(t *testing.T, repo string, layerTar []byte, claim v1.Hash) string {
 	t.Helper()
 	base, err := name.ParseReference(baseRef, name.Insecure)
