@@ -193,7 +193,7 @@ func (l *Links) linkable(full string, f contenthash.File, sfi fs.FileInfo, mode 
 	}
 	mt := sfi.ModTime()
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != f.Size || st.Size != sfi.Size() ||
-		st.Mode&0o7777 != unixMode(mode) || int(st.Uid) != uid || int(st.Gid) != gid ||
+		st.Mode&0o7777 != UnixMode(mode) || int(st.Uid) != uid || int(st.Gid) != gid ||
 		st.Mtim.Sec != mt.Unix() || st.Mtim.Nsec != int64(mt.Nanosecond()) ||
 		st.Nlink >= maxLinks || st.Dev != l.dev {
 		return false
@@ -331,8 +331,9 @@ func xattrsIn(buf []byte, n int, err error) bool {
 	return false
 }
 
-// unixMode is the permission word chmod gives for m.
-func unixMode(m fs.FileMode) uint32 {
+// UnixMode is the permission word chmod takes for m (Go's FileMode keeps setuid, setgid and
+// sticky in other bits).
+func UnixMode(m fs.FileMode) uint32 {
 	p := uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {
 		p |= unix.S_ISUID

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-build/strata/internal/copier"
 )
 
 // A cache mount travels as tar blobs: a full copy, then deltas holding what changed, with
@@ -113,7 +115,7 @@ func writeTar(w io.Writer, dir string, cur, base map[string]fileState) (changed 
 		if st.typ == tar.TypeDir {
 			name += "/"
 		}
-		hdr := &tar.Header{Typeflag: st.typ, Name: name, Mode: int64(unixMode(st.mode)), Uid: st.uid, Gid: st.gid,
+		hdr := &tar.Header{Typeflag: st.typ, Name: name, Mode: int64(copier.UnixMode(st.mode)), Uid: st.uid, Gid: st.gid,
 			ModTime: st.mtime, Linkname: st.link, Format: tar.FormatPAX}
 		if st.typ == tar.TypeReg {
 			hdr.Size = st.size
@@ -159,20 +161,6 @@ func writeTar(w io.Writer, dir string, cur, base map[string]fileState) (changed 
 		}
 	}
 	return changed, tw.Close()
-}
-
-func unixMode(m fs.FileMode) uint32 {
-	u := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= syscall.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= syscall.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= syscall.S_ISVTX
-	}
-	return u
 }
 
 // applyTar applies one blob of a mount chain to dir.
